@@ -1,0 +1,244 @@
+"""Dataset layouts, patient ids, patient-disjoint splits and the views each model needs.
+
+Two layouts are understood:
+- split: `DATA/{train,val,test}/{CLASS}/*` (Kaggle `OCT2017`, Mendeley v3), whose official
+  splits leak patients between train and test;
+- flat: `DATA/{CLASS}/*` (like the shared sample), with no split at all.
+
+File names follow Kermany's `<CLASS>-<patient id>-<image no>.jpeg`. A patient id can occur under
+several classes, so every split here groups by patient id alone.
+"""
+import hashlib
+import json
+import os
+import re
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+from tqdm import tqdm
+
+from octcore.imaging import ScanError, load_scan
+from octcore.labels import CLASSES
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+OFFICIAL_SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")
+EXCLUDED = "excluded"  # images of test patients found outside the official test folder
+SPLIT_FORMAT = "octcore-split/1"
+_NAME = re.compile(r"^(?P<label>[A-Za-z]+)-(?P<patient>[A-Za-z0-9_]+)-(?P<number>\d+)$")
+
+
+class DataError(ValueError):
+    """A dataset folder or split file that cannot be used; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class Scan:
+    path: Path                  # absolute path of the image file
+    key: str                    # path relative to the data root, POSIX style: identifies the scan in split files
+    label: str                  # class name from CLASSES, taken from the folder
+    patient_id: str             # from the file name; the file's stem when the name does not follow Kermany's form
+    official_split: str | None  # 'train' / 'val' / 'test' in the split layout, None in a flat folder
+
+    @property
+    def label_id(self) -> int:
+        return CLASSES.index(self.label)
+
+
+def patient_id_from_name(filename: str) -> str | None:
+    """'CNV-1016042-1.jpeg' -> '1016042'; None when the name is not of Kermany's form."""
+    match = _NAME.match(Path(filename).stem)
+    return match["patient"] if match else None
+
+
+def _class_folders(folder: Path) -> dict[str, Path]:
+    found = {p.name.upper(): p for p in folder.iterdir() if p.is_dir() and p.name.upper() in CLASSES}
+    return dict(sorted(found.items(), key=lambda item: CLASSES.index(item[0])))
+
+
+def detect_layout(root: str | Path) -> str:
+    """'split' or 'flat'; DataError when the folder holds neither."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {str(root)!r} does not exist or is not a folder")
+    if any((root / s).is_dir() and _class_folders(root / s) for s in OFFICIAL_SPLITS):
+        return "split"
+    if _class_folders(root):
+        return "flat"
+    raise DataError(
+        f"no scans found in {str(root)!r}: expected class folders ({', '.join(CLASSES)}) either directly "
+        f"inside it or inside train/, val/ and test/"
+    )
+
+
+def class_folders(root: str | Path) -> list[tuple[str | None, str, Path]]:
+    """(official split or None, class name, folder) for every class folder of the dataset."""
+    root = Path(root)
+    if detect_layout(root) == "flat":
+        return [(None, label, folder) for label, folder in _class_folders(root).items()]
+    return [
+        (split, label, folder)
+        for split in OFFICIAL_SPLITS if (root / split).is_dir()
+        for label, folder in _class_folders(root / split).items()
+    ]
+
+
+def discover(root: str | Path) -> list[Scan]:
+    """Every image file of the dataset (either layout), sorted by key. Hidden files are skipped."""
+    root = Path(root).resolve()
+    scans = [
+        Scan(path, path.relative_to(root).as_posix(), label, patient_id_from_name(path.name) or path.stem, split)
+        for split, label, folder in class_folders(root)
+        for path in sorted(folder.iterdir())
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not scans:
+        raise DataError(f"the class folders in {str(root)!r} hold no image files")
+    return scans
+
+
+def targets(scans: list[Scan]) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids and patient ids, the two arrays every grouped split and metric needs."""
+    return np.array([s.label_id for s in scans]), np.array([s.patient_id for s in scans])
+
+
+def fingerprint(path: Path) -> tuple[str | None, str | None]:
+    """(digest of the decoded pixels, None), or (None, why the file cannot be read)."""
+    try:
+        pixels = load_scan(path)
+    except ScanError as e:
+        return None, e.reason
+    return hashlib.blake2b(pixels.tobytes() + str(pixels.shape).encode(), digest_size=16).hexdigest(), None
+
+
+def fingerprint_all(scans: list[Scan], workers: int | None = None, progress: bool = True) -> list[tuple[str | None, str | None]]:
+    """`fingerprint` of every scan, decoded on all cores with a progress bar."""
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        jobs = pool.map(fingerprint, [s.path for s in scans], chunksize=16)
+        return list(tqdm(jobs, total=len(scans), desc="reading scans", unit="scan", disable=not progress, file=sys.stderr))
+
+
+def linked_groups(scans: list[Scan], digests: list[str | None]) -> np.ndarray:
+    """A group id per scan: its patient, merged with every patient that shares an identical image.
+
+    Kermany's data holds the same B-scan (identical pixels) under two patient ids; splitting by
+    patient id alone would put one copy in train and the other in test.
+    """
+    parent = {s.patient_id: s.patient_id for s in scans}
+
+    def root(p: str) -> str:
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    first_owner: dict[str, str] = {}
+    for scan, digest in zip(scans, digests):
+        if digest is not None:
+            parent[root(scan.patient_id)] = root(first_owner.setdefault(digest, scan.patient_id))
+    return np.array([root(s.patient_id) for s in scans])
+
+
+def grouped_kfold(
+    scans: list[Scan], n_splits: int = 5, seed: int = 0, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train indices, test indices) per fold; no patient (or group from `linked_groups`) is on both sides,
+    classes as balanced as the groups allow."""
+    y, patients = targets(scans)
+    groups = patients if groups is None else groups
+    n_patients = len(set(groups))
+    if n_patients < n_splits:
+        raise DataError(f"{n_splits}-fold cross-validation needs at least {n_splits} patients, found {n_patients}")
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(y)), y, groups))
+
+
+def _carve(indices: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A patient-grouped, stratified subset of `indices` holding about `fraction` of them."""
+    n_splits = max(2, round(1 / fraction))
+    if len(set(groups[indices])) < n_splits:
+        raise DataError(f"too few patients ({len(set(groups[indices]))}) to hold out {fraction:.0%} of them")
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, held_out = next(folds.split(np.zeros(len(indices)), y[indices], groups[indices]))
+    return indices[held_out]
+
+
+def patient_split(
+    scans: list[Scan], test_size: float = 0.2, val_size: float = 0.1, seed: int = 0, keep_official_test: bool = True,
+    groups: np.ndarray | None = None,
+) -> list[str]:
+    """A split name ('train', 'val', 'test' or 'excluded') for each scan, patient-disjoint.
+
+    In the split layout with `keep_official_test`, the official test folder stays the test set and
+    every image elsewhere of a test patient is 'excluded' (the official train split leaks them).
+    Otherwise about `test_size` of the patients go to test. Validation takes about `val_size` of all
+    scans from what is left. Sizes are approximate: whole patients move, never single images.
+    `groups` (from `linked_groups`) keeps patients that share an identical image together.
+    """
+    y, patients = targets(scans)
+    groups = patients if groups is None else groups
+    split = np.full(len(scans), "train", dtype=object)
+    official_test = np.array([s.official_split == "test" for s in scans])
+    if keep_official_test and official_test.any():
+        test_patients = set(groups[official_test])
+        split[[g in test_patients for g in groups]] = EXCLUDED
+        split[official_test] = "test"
+    else:
+        split[_carve(np.arange(len(scans)), y, groups, test_size, seed)] = "test"
+    rest = np.flatnonzero(split == "train")
+    if val_size > 0:
+        split[_carve(rest, y, groups, val_size * len(scans) / len(rest), seed + 1)] = "val"
+    return split.tolist()
+
+
+def save_split(path: str | Path, scans: list[Scan], split: list[str], **settings) -> None:
+    """Write a split file (JSON) that any later run reuses with `load_split`."""
+    counts = {name: dict(Counter(s.label for s, t in zip(scans, split) if t == name)) for name in sorted(set(split))}
+    record = {"format": SPLIT_FORMAT, "settings": settings, "counts": counts,
+              "files": {s.key: t for s, t in zip(scans, split)}}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def load_split(path: str | Path, scans: list[Scan]) -> list[str]:
+    """The split name of each scan from a split file; DataError if the file does not cover them all."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read split file {str(path)!r}: {e}") from None
+    if record.get("format") != SPLIT_FORMAT:
+        raise DataError(f"{str(path)!r} is not a split file (expected format {SPLIT_FORMAT})")
+    files = record["files"]
+    missing = [s.key for s in scans if s.key not in files]
+    if missing:
+        raise DataError(f"split file {str(path)!r} does not list {len(missing)} scans of this dataset, e.g. {missing[0]!r}")
+    return [files[s.key] for s in scans]
+
+
+def select(scans: list[Scan], split: list[str], name: str) -> list[Scan]:
+    return [s for s, t in zip(scans, split) if t == name]
+
+
+def to_hf_dataset(scans: list[Scan]):
+    """A `datasets.Dataset` with columns image (decoded lazily by `datasets`), label and patient_id."""
+    import datasets  # heavy import, needed by the ViT stage only
+
+    features = datasets.Features({
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=list(CLASSES)),
+        "patient_id": datasets.Value("string"),
+    })
+    columns = {"image": [str(s.path) for s in scans], "label": [s.label_id for s in scans],
+               "patient_id": [s.patient_id for s in scans]}
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def to_arrays(scans: list[Scan]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Loaded scans (each a float32 array from load_scan), class ids and patient ids, for the baselines."""
+    y, groups = targets(scans)
+    return [load_scan(s.path) for s in scans], y, groups

@@ -1,0 +1,152 @@
+"""One way in for every scan: a path, bytes, a PIL image or an array become a float32 grayscale array.
+
+Every model starts from `load_scan(...)`: a 2-D float32 array in [0, 1], upright (EXIF orientation
+applied), whatever the file's bit depth or colour mode. Anything that cannot be such an array
+(empty or non-image files, truncated data, decompression bombs, absurd sizes) raises `ScanError`
+with a message a person can act on.
+"""
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ScanSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
+
+FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")  # what Pillow may decode; nothing else
+Image.init()  # registers every plugin, so `formats=FORMATS` can name them
+MAX_BYTES = 64 * 1024**2        # an OCT B-scan file is well under 1 MB
+MAX_PIXELS = 40_000_000         # refuses decompression bombs before any pixel is decoded
+MIN_SIDE = 32                   # smaller than this is not a scan anyone can read
+
+
+class ScanError(ValueError):
+    """A file or upload that cannot be read as a scan. The message says which and why."""
+
+    def __init__(self, name: str, reason: str):
+        self.name, self.reason = name, reason
+        super().__init__(f"cannot read scan {name}: {reason}")
+
+
+def _describe(source: ScanSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return repr(Path(source).name)
+    return f"({type(source).__name__})"
+
+
+def _open(source: ScanSource, name: str) -> Image.Image:
+    """Open lazily (header only) from a path, bytes or file object, with size checks first."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ScanError(name, "no such file")
+        size, fp = path.stat().st_size, path
+    elif isinstance(source, (bytes, bytearray)):
+        size, fp = len(source), io.BytesIO(source)
+    elif hasattr(source, "read"):
+        data = source.read(MAX_BYTES + 1)
+        size, fp = len(data), io.BytesIO(data)
+    else:
+        raise ScanError(name, "expected a file path, bytes, a PIL image or a numpy array")
+    if size == 0:
+        raise ScanError(name, "the file is empty")
+    if size > MAX_BYTES:
+        raise ScanError(name, f"the file is larger than {MAX_BYTES // 1024**2} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(fp, formats=FORMATS)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        if isinstance(e, UnidentifiedImageError):
+            raise ScanError(name, "not an image in a supported format (JPEG, PNG, TIFF, BMP, WebP)") from None
+        raise ScanError(name, "the image is too large (possible decompression bomb)") from None
+    except Exception as e:  # Pillow raises many types on malformed headers
+        raise ScanError(name, f"the file is damaged ({type(e).__name__}: {e})") from None
+
+
+def _check_size(image: Image.Image, name: str) -> None:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ScanError(name, f"the image is {width}x{height} pixels, more than {MAX_PIXELS:,} (possible decompression bomb)")
+    if min(width, height) < MIN_SIDE:
+        raise ScanError(name, f"the image is {width}x{height} pixels; a scan needs at least {MIN_SIDE} on each side")
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode to a float32 array in [0, 1]: colour to luma, alpha composited on black."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image).astype(np.float32) / 65535.0
+    if image.mode in ("I", "F"):
+        return _array_to_gray(np.asarray(image))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(black, rgba)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    if image.mode == "RGB":
+        image = image.convert("L")
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _array_to_gray(array: np.ndarray) -> np.ndarray:
+    """Integer arrays scale by their type's range; other numbers by their own range (min-max)."""
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        rgb = array[..., :3].astype(np.float32)
+        gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return _array_to_gray(gray.astype(array.dtype)) if array.dtype.kind in "ui" else _array_to_gray(gray)
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale or H x W x 3/4 colour array, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    values = array.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError("the image holds NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if array.dtype.kind in "ui" and low >= 0 and high <= 65535:  # 16-bit data held in a wider integer
+        return values / (255.0 if high <= 255 else 65535.0)
+    if array.dtype.kind == "f" and low >= 0 and high <= 1:
+        return values
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
+def load_scan(source: ScanSource) -> np.ndarray:
+    """Read a scan into a float32 grayscale array of shape (height, width) with values in [0, 1].
+
+    Accepts a file path, raw bytes, a binary file object, a PIL image or a numpy array
+    (H x W, or H x W x 3/4 colour). Raises ScanError for anything that is not a readable scan.
+    """
+    name = _describe(source)
+    if isinstance(source, np.ndarray):
+        if source.ndim < 2 or min(source.shape[:2]) < MIN_SIDE or source.size > MAX_PIXELS * 4:
+            raise ScanError(name, f"an array of shape {source.shape} is not a scan")
+        try:
+            return np.ascontiguousarray(_array_to_gray(source), dtype=np.float32)
+        except ValueError as e:
+            raise ScanError(name, str(e)) from None
+    opened = None if isinstance(source, Image.Image) else _open(source, name)
+    image = source if opened is None else opened
+    try:
+        _check_size(image, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.seek(0)  # first frame of a multi-page TIFF
+            image = ImageOps.exif_transpose(image)
+            gray = _to_gray(image)
+    except ScanError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ScanError(name, "the image is too large (possible decompression bomb)") from None
+    except Exception as e:  # truncated or corrupt pixel data surfaces only when decoding
+        raise ScanError(name, f"the image data is damaged or unsupported ({type(e).__name__}: {e})") from None
+    finally:
+        if opened is not None:
+            opened.close()
+    return np.ascontiguousarray(gray, dtype=np.float32)
