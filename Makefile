@@ -24,6 +24,7 @@ audit: install
 demo: install
 	$(PY) -m octcore.audit $(DATA)
 	$(PY) -m octcore.split $(DATA) --out $(OUT)/split.json
+	$(PY) -m baselines.train --data $(DATA) --out $(OUT)/hog-lbp-svm --cache-dir cache
 
 test: install
 	$(PY) -m pytest -q

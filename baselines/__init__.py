@@ -1,0 +1,1 @@
+"""Classical baselines: HOG and LBP features of the flattened retina, with SVMs."""

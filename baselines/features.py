@@ -1,0 +1,97 @@
+"""OCT preprocessing and HOG / LBP features: the one way a scan becomes a vector for the classical models.
+
+The steps follow the classical OCT literature (e.g. Srinivasan et al. 2014): remove the flat white
+padding Kermany's registered scans carry, find the bright RPE line in each column, fit a
+second-order curve to it, flatten the retina along that curve and crop a band around it, so the
+features describe tissue, not background or the eye's curvature. Measured on the 950-scan sample
+(patient-grouped 5-fold CV, RBF SVM): plain 224x224 HOG+LBP 0.73 accuracy; flattening and
+cropping 0.78; smaller HOG grid (48x128, 8 px cells) 0.82; + gridded LBP 0.83; + light Gaussian
+denoising, mirrored training copies and a smaller RBF gamma 0.87 (README, "Classical baselines").
+"""
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.feature import hog, local_binary_pattern
+
+PAD_SIZE = (256, 512)     # (height, width) at which the white padding is found
+WORK_SIZE = (128, 256)    # (height, width) at which the retina is found and flattened
+BAND_ABOVE, BAND_BELOW = 70, 26   # rows kept above and below the fitted RPE line, at WORK_SIZE
+FEATURE_SIZE = (48, 128)  # the band is resized to this before HOG and LBP
+LBP_SCALES = ((8, 1), (16, 2), (24, 3))
+LBP_GRID = (4, 8)
+KINDS = ("hog", "lbp", "hog+lbp")
+
+
+def resize(gray: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
+    return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size[::-1], resample), dtype=np.float32)
+
+
+def remove_padding(gray: np.ndarray, window: int = 3) -> np.ndarray:
+    """Zero the flat, bright fill that registration left around many Kermany scans (tissue has speckle)."""
+    mean = ndimage.uniform_filter(gray, window)
+    variance = ndimage.uniform_filter(gray * gray, window) - mean * mean
+    padding = ndimage.binary_dilation((mean > 0.85) & (variance < 1e-3), np.ones((window, window)))
+    return np.where(padding, 0.0, gray).astype(np.float32)
+
+
+def rpe_curve(work: np.ndarray) -> np.ndarray:
+    """Row of the retinal pigment epithelium in each column: brightest row, smoothed, robust quadratic fit."""
+    rows = ndimage.median_filter(ndimage.gaussian_filter(work, 2).argmax(axis=0).astype(float), 21, mode="nearest")
+    x = np.arange(work.shape[1])
+    keep = np.ones_like(rows, dtype=bool)
+    for _ in range(3):  # refit without the columns far from the curve (shadows, detached layers)
+        fit = np.polyval(np.polyfit(x[keep], rows[keep], 2), x)
+        residual = np.abs(rows - fit)
+        keep = residual < max(3.0, 2.5 * float(np.median(residual[keep])))
+    return fit
+
+
+def retina_band(gray: np.ndarray, flatten: bool = True, sigma: float = 0.7) -> np.ndarray:
+    """The flattened, denoised retina band (BAND_ABOVE + BAND_BELOW rows x WORK_SIZE width) of a scan."""
+    work = resize(remove_padding(resize(gray, PAD_SIZE, Image.Resampling.BOX)), WORK_SIZE)
+    height = WORK_SIZE[0]
+    line = rpe_curve(work) if flatten else np.full(WORK_SIZE[1], float(BAND_ABOVE))
+    rows = np.round(line)[None, :].astype(int) + np.arange(-BAND_ABOVE, BAND_BELOW)[:, None]
+    inside = (rows >= 0) & (rows < height)
+    band = np.where(inside, np.take_along_axis(work, np.clip(rows, 0, height - 1), axis=0), 0.0)
+    return ndimage.gaussian_filter(band, sigma) if sigma else band
+
+
+def hog_features(small: np.ndarray) -> np.ndarray:
+    return hog(small, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), feature_vector=True)
+
+
+def lbp_histograms(small: np.ndarray) -> np.ndarray:
+    """Uniform LBP histograms at three radii over a grid: shape (scales, grid rows, grid cols, bins)."""
+    u8 = np.clip(small * 255, 0, 255).astype(np.uint8)
+    rows, cols = LBP_GRID
+    height, width = u8.shape
+    bins = max(points for points, _ in LBP_SCALES) + 2
+    out = np.zeros((len(LBP_SCALES), rows, cols, bins))
+    for k, (points, radius) in enumerate(LBP_SCALES):
+        codes = local_binary_pattern(u8, points, radius, "uniform").astype(np.int64)
+        for i in range(rows):
+            for j in range(cols):
+                cell = codes[i * height // rows:(i + 1) * height // rows, j * width // cols:(j + 1) * width // cols]
+                out[k, i, j] = np.bincount(cell.ravel(), minlength=bins) / cell.size
+    return out
+
+
+def extract(gray: np.ndarray, kind: str = "hog+lbp", flatten: bool = True, sigma: float = 0.7) -> np.ndarray:
+    """Feature vectors of one scan (a load_scan array) and of its mirror image, as a (2, d) array.
+
+    LBP here is rotation-invariant ('uniform'), so the mirror's histograms are the same cells in
+    reversed column order; only HOG is computed twice. LBP histograms are square-rooted (Hellinger).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown features {kind!r}; choose one of {', '.join(KINDS)}")
+    small = resize(retina_band(gray, flatten, sigma), FEATURE_SIZE, Image.Resampling.BOX)
+    views = [[], []]
+    if "hog" in kind:
+        views[0].append(hog_features(small))
+        views[1].append(hog_features(small[:, ::-1]))
+    if "lbp" in kind:
+        histograms = np.sqrt(lbp_histograms(small))
+        views[0].append(histograms.ravel())
+        views[1].append(histograms[:, :, ::-1].ravel())
+    return np.stack([np.concatenate(v) for v in views]).astype(np.float32)

@@ -1,0 +1,86 @@
+"""Save, load and publish a classical model folder: skops (never pickle), a JSON config, metrics, a card.
+
+Loading names the types it trusts; a skops file holding anything else is refused.
+"""
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import skops.io as sio
+
+from octcore.imaging import load_scan
+from octcore.labels import CLASSES
+
+MODEL_FILE, CONFIG_FILE = "model.skops", "config.json"
+# Beyond what skops trusts by default (scikit-learn estimators, numpy, builtins): exactly these.
+TRUSTED_TYPES = {
+    "baselines.model.OCTSVMClassifier",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+}
+
+
+class UntrustedModelError(ValueError):
+    """A model file that holds types this project does not trust; it is never loaded."""
+
+
+def save_model_folder(out: str | Path, model, config: dict, metrics: dict, card: str) -> Path:
+    """Write the folder next to its final place, then rename: a crash never leaves a half-written model."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    sio.dump(model, staging / MODEL_FILE)
+    (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    (staging / "README.md").write_text(card)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staging, out)
+    return out
+
+
+class ClassicalModel:
+    """A loaded classical model: scans in, class probabilities out, with the features it was trained on."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.config = json.loads((folder / CONFIG_FILE).read_text())
+        if self.config.get("classes") != list(CLASSES):
+            raise ValueError(f"{folder} was trained for classes {self.config.get('classes')}, not {list(CLASSES)}")
+        path = folder / MODEL_FILE
+        untrusted = set(sio.get_untrusted_types(file=path)) - TRUSTED_TYPES
+        if untrusted:
+            raise UntrustedModelError(f"refusing to load {path}: it holds types this project does not trust: {sorted(untrusted)}")
+        self.estimator = sio.load(path, trusted=sorted(TRUSTED_TYPES))
+
+    def features(self, scan) -> np.ndarray:
+        from baselines.features import extract
+
+        settings = self.config["features"]
+        return extract(load_scan(scan), settings["kind"], settings["flatten"], settings["sigma"])
+
+    def predict_proba(self, scans: list) -> np.ndarray:
+        """(n, 4) probabilities in CLASSES order for paths, bytes, PIL images or arrays."""
+        return self.estimator.predict_proba(np.stack([self.features(s) for s in scans]))
+
+
+def load_baseline(path_or_repo_id: str | Path) -> ClassicalModel:
+    """A classical model from a local folder or a Hugging Face Hub repo id."""
+    folder = Path(path_or_repo_id)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(str(path_or_repo_id)))
+    if not (folder / MODEL_FILE).is_file():
+        raise FileNotFoundError(f"{folder} is not a classical model folder (no {MODEL_FILE})")
+    return ClassicalModel(folder)
+
+
+def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    from huggingface_hub import create_repo, upload_folder
+
+    create_repo(repo_id, exist_ok=True, private=private)
+    return upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload classical OCT baseline").commit_url
