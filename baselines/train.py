@@ -13,20 +13,20 @@ import json
 import sys
 from pathlib import Path
 
+from functools import partial
+
 import numpy as np
-from joblib import Parallel, delayed
-from tqdm import tqdm
 
 from baselines.features import KINDS, extract
 from baselines.io import push_to_hub, save_model_folder
 from baselines.model import SOLVERS, OCTSVMClassifier
-from octcore.data import DataError, discover, fingerprint_all, linked_groups, patient_split, select, targets
+from octcore.data import DataError, discover, fingerprint_all, linked_groups, parallel_map, patient_split, targets
 from octcore.imaging import ScanError, load_scan
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
 
 
-def _features_of(path: Path, settings: dict) -> np.ndarray | None:
+def _features_of(path: Path, settings: dict) -> np.ndarray | None:  # module level, so worker processes can run it
     try:
         return extract(load_scan(path), **settings)
     except ScanError:
@@ -40,9 +40,8 @@ def cached_features(scans, settings: dict, cache_dir: Path | None, progress: boo
     keys = [f"{s.path}|{s.path.stat().st_size}|{s.path.stat().st_mtime_ns}" for s in scans]
     known = dict(np.load(cache_file, allow_pickle=False).items()) if cache_file and cache_file.exists() else {}
     todo = [i for i, k in enumerate(keys) if k not in known]
-    jobs = (delayed(_features_of)(scans[i].path, settings) for i in todo)
-    results = Parallel(n_jobs=-1, batch_size=8, return_as="generator")(jobs)
-    for i, row in zip(todo, tqdm(results, total=len(todo), desc="features", unit="scan", disable=not progress)):
+    rows = parallel_map(partial(_features_of, settings=settings), [scans[i].path for i in todo], "features", progress=progress) if todo else []
+    for i, row in zip(todo, rows):
         if row is None:
             raise ScanError(scans[i].key, "cannot be read; remove it or fix it (python -m octcore.audit lists such files)")
         known[keys[i]] = row

@@ -116,11 +116,16 @@ def fingerprint(path: Path) -> tuple[str | None, str | None]:
     return hashlib.blake2b(pixels.tobytes() + str(pixels.shape).encode(), digest_size=16).hexdigest(), None
 
 
+def parallel_map(function, items: list, desc: str, workers: int | None = None, progress: bool = True) -> list:
+    """`function` over `items` on all cores (in order), with a progress bar on stderr."""
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        jobs = pool.map(function, items, chunksize=max(1, min(32, len(items) // (8 * (workers or os.cpu_count() or 1)))))
+        return list(tqdm(jobs, total=len(items), desc=desc, unit="scan", disable=not progress, file=sys.stderr))
+
+
 def fingerprint_all(scans: list[Scan], workers: int | None = None, progress: bool = True) -> list[tuple[str | None, str | None]]:
     """`fingerprint` of every scan, decoded on all cores with a progress bar."""
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        jobs = pool.map(fingerprint, [s.path for s in scans], chunksize=16)
-        return list(tqdm(jobs, total=len(scans), desc="reading scans", unit="scan", disable=not progress, file=sys.stderr))
+    return parallel_map(fingerprint, [s.path for s in scans], "reading scans", workers, progress)
 
 
 def linked_groups(scans: list[Scan], digests: list[str | None]) -> np.ndarray:
