@@ -4,8 +4,8 @@
 
 Either dataset layout. A flat folder is split by patient (train / val / test, patients sharing an
 identical image kept together) and validation metrics are reported; the train/val/test layout
-trains on train and reports on the official test folder minus nothing (its patients' other images
-are excluded from training). Features are extracted on all cores and cached on disk.
+trains on train and reports on the official test folder (its patients' images elsewhere are
+excluded from training). Features are extracted on all cores and cached on disk.
 """
 import argparse
 import hashlib

@@ -56,7 +56,10 @@ def _bootstrap(y_true, pred, urgent_score, groups, n_boot: int, seed: int) -> di
     """95% percentile intervals from resampling patients with replacement (vectorised over replicates)."""
     k = len(CLASSES)
     patients, patient_of = np.unique(groups, return_inverse=True)
-    per_patient = lambda values: np.stack([np.bincount(patient_of, v, len(patients)) for v in values], axis=1)
+
+    def per_patient(values: list) -> np.ndarray:  # (patients, columns) sums
+        return np.stack([np.bincount(patient_of, v, len(patients)) for v in values], axis=1)
+
     onehot_true, onehot_pred = np.eye(k)[y_true], np.eye(k)[pred]
     urgent_true, urgent_pred = np.isin(y_true, URGENT_IDS), np.isin(pred, URGENT_IDS)
     sums = per_patient([
