@@ -13,6 +13,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage.feature import hog, local_binary_pattern
 
+from octcore.imaging import ScanSource, load_scan
+
 PAD_SIZE = (256, 512)     # (height, width) at which the white padding is found
 WORK_SIZE = (128, 256)    # (height, width) at which the retina is found and flattened
 BAND_ABOVE, BAND_BELOW = 70, 26   # rows kept above and below the fitted RPE line, at WORK_SIZE
@@ -95,3 +97,8 @@ def extract(gray: np.ndarray, kind: str = "hog+lbp", flatten: bool = True, sigma
         views[0].append(histograms.ravel())
         views[1].append(histograms[:, :, ::-1].ravel())
     return np.stack([np.concatenate(v) for v in views]).astype(np.float32)
+
+
+def scan_features(source: ScanSource, settings: dict) -> np.ndarray:
+    """`extract` of any scan source with a model's saved feature settings (kind, flatten, sigma)."""
+    return extract(load_scan(source), **settings)

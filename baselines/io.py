@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import skops.io as sio
 
-from octcore.imaging import load_scan
+from baselines.features import scan_features
 from octcore.labels import CLASSES
 
 MODEL_FILE, CONFIG_FILE = "model.skops", "config.json"
@@ -56,15 +56,9 @@ class ClassicalModel:
             raise UntrustedModelError(f"refusing to load {path}: it holds types this project does not trust: {sorted(untrusted)}")
         self.estimator = sio.load(path, trusted=sorted(TRUSTED_TYPES))
 
-    def features(self, scan) -> np.ndarray:
-        from baselines.features import extract
-
-        settings = self.config["features"]
-        return extract(load_scan(scan), settings["kind"], settings["flatten"], settings["sigma"])
-
     def predict_proba(self, scans: list) -> np.ndarray:
         """(n, 4) probabilities in CLASSES order for paths, bytes, PIL images or arrays."""
-        return self.estimator.predict_proba(np.stack([self.features(s) for s in scans]))
+        return self.estimator.predict_proba(np.stack([scan_features(s, self.config["features"]) for s in scans]))
 
 
 def load_baseline(path_or_repo_id: str | Path) -> ClassicalModel:

@@ -11,26 +11,25 @@ import argparse
 import hashlib
 import json
 import sys
-from pathlib import Path
-
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
-from baselines.features import KINDS, extract
+from baselines.features import KINDS, scan_features
 from baselines.io import push_to_hub, save_model_folder
 from baselines.model import SOLVERS, OCTSVMClassifier
 from octcore.data import DataError, discover, fingerprint_all, linked_groups, parallel_map, patient_split, targets
-from octcore.imaging import ScanError, load_scan
+from octcore.imaging import ScanError
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
 
 
-def _features_of(path: Path, settings: dict) -> np.ndarray | None:  # module level, so worker processes can run it
+def _features_of(path: Path, settings: dict) -> tuple[np.ndarray | None, str | None]:  # module level, for worker processes
     try:
-        return extract(load_scan(path), **settings)
-    except ScanError:
-        return None
+        return scan_features(path, settings), None
+    except ScanError as e:
+        return None, e.reason
 
 
 def cached_features(scans, settings: dict, cache_dir: Path | None, progress: bool = True) -> np.ndarray:
@@ -41,9 +40,9 @@ def cached_features(scans, settings: dict, cache_dir: Path | None, progress: boo
     known = dict(np.load(cache_file, allow_pickle=False).items()) if cache_file and cache_file.exists() else {}
     todo = [i for i, k in enumerate(keys) if k not in known]
     rows = parallel_map(partial(_features_of, settings=settings), [scans[i].path for i in todo], "features", progress=progress) if todo else []
-    for i, row in zip(todo, rows):
+    for i, (row, reason) in zip(todo, rows):
         if row is None:
-            raise ScanError(scans[i].key, "cannot be read; remove it or fix it (python -m octcore.audit lists such files)")
+            raise ScanError(scans[i].key, f"{reason}; remove or fix it (python -m octcore.audit lists every such file)")
         known[keys[i]] = row
     if cache_file and todo:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

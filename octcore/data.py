@@ -118,8 +118,9 @@ def fingerprint(path: Path) -> tuple[str | None, str | None]:
 
 def parallel_map(function, items: list, desc: str, workers: int | None = None, progress: bool = True) -> list:
     """`function` over `items` on all cores (in order), with a progress bar on stderr."""
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        jobs = pool.map(function, items, chunksize=max(1, min(32, len(items) // (8 * (workers or os.cpu_count() or 1)))))
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        jobs = pool.map(function, items, chunksize=max(1, min(32, len(items) // (8 * workers))))
         return list(tqdm(jobs, total=len(items), desc=desc, unit="scan", disable=not progress, file=sys.stderr))
 
 
