@@ -13,9 +13,9 @@ from PIL import Image
 from scipy import ndimage
 from skimage.feature import hog, local_binary_pattern
 
-from octcore.imaging import ScanSource, load_scan
+from octcore.imaging import ScanSource, load_scan, remove_padding
 
-PAD_SIZE = (256, 512)     # (height, width) at which the white padding is found
+PAD_SIZE = (248, 512)     # (height, width) at which the white padding is found: half of Kermany's 496 rows, so JPEGs decode at 1/2 scale
 WORK_SIZE = (128, 256)    # (height, width) at which the retina is found and flattened
 BAND_ABOVE, BAND_BELOW = 70, 26   # rows kept above and below the fitted RPE line, at WORK_SIZE
 FEATURE_SIZE = (48, 128)  # the band is resized to this before HOG and LBP
@@ -26,14 +26,6 @@ KINDS = ("hog", "lbp", "hog+lbp")
 
 def resize(gray: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
     return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size[::-1], resample), dtype=np.float32)
-
-
-def remove_padding(gray: np.ndarray, window: int = 3) -> np.ndarray:
-    """Zero the flat, bright fill that registration left around many Kermany scans (tissue has speckle)."""
-    mean = ndimage.uniform_filter(gray, window)
-    variance = ndimage.uniform_filter(gray * gray, window) - mean * mean
-    padding = ndimage.binary_dilation((mean > 0.85) & (variance < 1e-3), np.ones((window, window)))
-    return np.where(padding, 0.0, gray).astype(np.float32)
 
 
 def rpe_curve(work: np.ndarray) -> np.ndarray:
@@ -69,14 +61,13 @@ def lbp_histograms(small: np.ndarray) -> np.ndarray:
     rows, cols = LBP_GRID
     height, width = u8.shape
     bins = max(points for points, _ in LBP_SCALES) + 2
-    out = np.zeros((len(LBP_SCALES), rows, cols, bins))
+    cell = (np.arange(height) * rows // height)[:, None] * cols + (np.arange(width) * cols // width)[None, :]
+    cell_sizes = np.bincount(cell.ravel(), minlength=rows * cols)[:, None]
+    out = np.empty((len(LBP_SCALES), rows * cols, bins))
     for k, (points, radius) in enumerate(LBP_SCALES):
         codes = local_binary_pattern(u8, points, radius, "uniform").astype(np.int64)
-        for i in range(rows):
-            for j in range(cols):
-                cell = codes[i * height // rows:(i + 1) * height // rows, j * width // cols:(j + 1) * width // cols]
-                out[k, i, j] = np.bincount(cell.ravel(), minlength=bins) / cell.size
-    return out
+        out[k] = np.bincount((cell * bins + codes).ravel(), minlength=rows * cols * bins).reshape(rows * cols, bins) / cell_sizes
+    return out.reshape(len(LBP_SCALES), rows, cols, bins)
 
 
 def extract(gray: np.ndarray, kind: str = "hog+lbp", flatten: bool = True, sigma: float = 0.7) -> np.ndarray:
@@ -99,6 +90,16 @@ def extract(gray: np.ndarray, kind: str = "hog+lbp", flatten: bool = True, sigma
     return np.stack([np.concatenate(v) for v in views]).astype(np.float32)
 
 
+def feature_maps(gray: np.ndarray, flatten: bool = True, sigma: float = 0.7) -> dict[str, np.ndarray]:
+    """What the classical model looks at, as images in [0, 1]: the flattened retina band, its HOG
+    (dominant gradient directions per 8x8 cell) and its LBP codes (local texture, radius 1)."""
+    small = resize(retina_band(gray, flatten, sigma), FEATURE_SIZE, Image.Resampling.BOX)
+    _, hog_image = hog(small, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), visualize=True)
+    points, radius = LBP_SCALES[0]
+    codes = local_binary_pattern(np.clip(small * 255, 0, 255).astype(np.uint8), points, radius, "uniform")
+    return {"band": small, "hog": hog_image / (hog_image.max() + 1e-8), "lbp": codes / (points + 1)}
+
+
 def scan_features(source: ScanSource, settings: dict) -> np.ndarray:
     """`extract` of any scan source with a model's saved feature settings (kind, flatten, sigma)."""
-    return extract(load_scan(source), **settings)
+    return extract(load_scan(source, min_size=PAD_SIZE), **settings)

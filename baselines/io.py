@@ -12,12 +12,14 @@ import numpy as np
 import skops.io as sio
 
 from baselines.features import scan_features
+from octcore.hub import push_folder
 from octcore.labels import CLASSES
 
 MODEL_FILE, CONFIG_FILE = "model.skops", "config.json"
 # Beyond what skops trusts by default (scikit-learn estimators, numpy, builtins): exactly these.
 TRUSTED_TYPES = {
     "baselines.model.OCTSVMClassifier",
+    "baselines.model.RBFKernel",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
 }
@@ -74,7 +76,4 @@ def load_baseline(path_or_repo_id: str | Path) -> ClassicalModel:
 
 
 def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
-    from huggingface_hub import create_repo, upload_folder
-
-    create_repo(repo_id, exist_ok=True, private=private)
-    return upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload classical OCT baseline").commit_url
+    return push_folder(folder, repo_id, "Upload classical OCT baseline", private=private)

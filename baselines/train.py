@@ -18,7 +18,7 @@ import numpy as np
 
 from baselines.features import KINDS, scan_features
 from baselines.io import push_to_hub, save_model_folder
-from baselines.model import SOLVERS, OCTSVMClassifier
+from baselines.model import PARAM_GRID, SOLVERS, OCTSVMClassifier, search_hyperparameters
 from octcore.data import DataError, discover, fingerprint_all, linked_groups, parallel_map, patient_split, targets
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", choices=KINDS, default="hog+lbp")
     parser.add_argument("--solver", choices=("auto", *SOLVERS), default="auto",
                         help="auto: exact RBF SVM below 10,000 scans, Nystroem + linear SVM above")
-    parser.add_argument("--C", type=float, default=10.0)
-    parser.add_argument("--gamma-scale", type=float, default=0.5, help="RBF gamma = this / number of features")
+    parser.add_argument("--C", type=float, help=f"SVM C (default: searched over {PARAM_GRID['C']})")
+    parser.add_argument("--gamma-scale", type=float,
+                        help=f"RBF gamma = this / number of features (default: searched over {PARAM_GRID['gamma_scale']})")
     parser.add_argument("--no-flatten", action="store_true", help="skip retina flattening (for comparison)")
     parser.add_argument("--cache-dir", default="cache", help="feature cache (default ./cache)")
     parser.add_argument("--seed", type=int, default=0)
@@ -120,15 +121,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     y, patients = targets(scans)
 
-    # 3. Fit on train, evaluate on the held-out patients.
-    model = OCTSVMClassifier(args.solver, args.C, args.gamma_scale, random_state=args.seed)
+    # 3. Choose C and gamma by patient-grouped CV on the training patients (unless both are given),
+    #    fit on train, evaluate on the held-out patients.
+    grid = {"C": [args.C] if args.C else PARAM_GRID["C"],
+            "gamma_scale": [args.gamma_scale] if args.gamma_scale else PARAM_GRID["gamma_scale"]}
+    search = {"C": args.C, "gamma_scale": args.gamma_scale, "cv_accuracy": None}
+    if len(grid["C"]) * len(grid["gamma_scale"]) > 1:
+        search = search_hyperparameters(X[train_idx], y[train_idx], groups[train_idx], args.solver, grid, random_state=args.seed)
+        print(f"chosen by patient-grouped 3-fold CV on train: C={search['C']:g}, gamma_scale={search['gamma_scale']:g} "
+              f"(CV accuracy {search['cv_accuracy']:.3f})")
+    model = OCTSVMClassifier(args.solver, search["C"], search["gamma_scale"], random_state=args.seed)
     model.fit(X[train_idx], y[train_idx], groups[train_idx])
     metrics = evaluate(y[eval_idx], model.predict_proba(X[eval_idx]), patients[eval_idx], seed=args.seed)
     evaluated_on = f"{held_out} split: patient-disjoint, {'official test folder' if held_out == 'test' else 'made by octcore.patient_split'}"
 
     # 4. Save a self-describing folder, then publish if asked.
-    config = {"classes": list(CLASSES), "features": settings, "solver": model.solver_, "C": args.C,
-              "gamma_scale": args.gamma_scale, "data": str(args.data), "n_train": len(train_idx),
+    config = {"classes": list(CLASSES), "features": settings, "solver": model.solver_,
+              "C": search["C"], "gamma_scale": search["gamma_scale"],
+              "search": {"grid": grid, "cv_accuracy": search["cv_accuracy"]},
+              "data": str(args.data), "n_train": len(train_idx),
               "evaluated_on": evaluated_on, "seed": args.seed}
     out = save_model_folder(args.out, model, config, metrics, model_card(config, metrics))
     print(f"{evaluated_on}: accuracy {metrics['accuracy']:.3f} {metrics['ci95']['accuracy']}, "

@@ -117,11 +117,14 @@ def _array_to_gray(array: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
-def load_scan(source: ScanSource) -> np.ndarray:
+def load_scan(source: ScanSource, min_size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a scan into a float32 grayscale array of shape (height, width) with values in [0, 1].
 
     Accepts a file path, raw bytes, a binary file object, a PIL image or a numpy array
     (H x W, or H x W x 3/4 colour). Raises ScanError for anything that is not a readable scan.
+    min_size (height, width): a JPEG file may then be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
+    DCT scaling, 2-3x faster) as long as the result stays at least this large; other inputs are
+    returned at full size.
     """
     name = _describe(source)
     if isinstance(source, np.ndarray):
@@ -138,6 +141,8 @@ def load_scan(source: ScanSource) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.seek(0)  # first frame of a multi-page TIFF
+            if min_size and opened is not None and image.format == "JPEG":
+                image.draft(image.mode, min_size[::-1])
             image = ImageOps.exif_transpose(image)
             gray = _to_gray(image)
     except ScanError:
@@ -150,3 +155,29 @@ def load_scan(source: ScanSource) -> np.ndarray:
         if opened is not None:
             opened.close()
     return np.ascontiguousarray(gray, dtype=np.float32)
+
+
+def to_image(gray: np.ndarray) -> Image.Image:
+    """A load_scan array back to an 8-bit grayscale PIL image (what image processors take)."""
+    return Image.fromarray(np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8))
+
+
+def _box3(a: np.ndarray) -> np.ndarray:
+    """3x3 mean with mirrored edges (scipy's uniform_filter(a, 3), written with slices: 5x faster here)."""
+    p = np.pad(a, 1, mode="symmetric")
+    rows = p[:-2] + p[1:-1] + p[2:]
+    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9
+
+
+def _grow3(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by a 3x3 square."""
+    p = np.pad(mask, 1)
+    rows = p[:-2] | p[1:-1] | p[2:]
+    return rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]
+
+
+def remove_padding(gray: np.ndarray) -> np.ndarray:
+    """Zero the flat, bright fill that registration left around many Kermany scans (tissue has speckle)."""
+    mean = _box3(gray)
+    variance = _box3(gray * gray) - mean * mean
+    return np.where(_grow3((mean > 0.85) & (variance < 1e-3)), 0.0, gray).astype(np.float32)

@@ -63,3 +63,40 @@ def leaky_dataset(tmp_path_factory) -> dict:
     copy_scan(duplicated.path, root / "train" / "NORMAL", "NORMAL-999999-1.jpeg")
     (root / "test" / "CNV" / "CNV-5-1.jpeg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return {"root": root, "leaker": leaker, "moved": moved, "duplicated": duplicated, "n_scans": len(scans) + 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory) -> Path:
+    """A randomly initialised tiny DINOv2 classifier folder, saved as `python -m train` saves one."""
+    from transformers import Dinov2Config, Dinov2ForImageClassification
+
+    from octcore.labels import CLASSES
+    from train.data import DINOV2_SIZE, make_processor
+
+    folder = tmp_path_factory.mktemp("tiny-vit")
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          image_size=56, patch_size=14, num_labels=4, id2label=dict(enumerate(CLASSES)),
+                          label2id={c: i for i, c in enumerate(CLASSES)})
+    Dinov2ForImageClassification(config).save_pretrained(folder)
+    make_processor(str(folder), DINOV2_SIZE).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_baseline(tmp_path_factory) -> Path:
+    """A HOG+LBP SVM fitted on 64 bundled scans with fixed settings, saved as `baselines.train` saves one."""
+    import numpy as np
+
+    from baselines.features import scan_features
+    from baselines.io import save_model_folder
+    from baselines.model import OCTSVMClassifier
+    from octcore.data import discover, targets
+    from octcore.labels import CLASSES
+
+    scans = discover(SAMPLE)[::3][:64]
+    settings = {"kind": "hog+lbp", "flatten": True, "sigma": 0.7}
+    X = np.stack([scan_features(s.path, settings) for s in scans])
+    y, _ = targets(scans)
+    model = OCTSVMClassifier(C=10, gamma_scale=0.5).fit(X, y)
+    folder = tmp_path_factory.mktemp("baseline") / "hog-lbp-svm"
+    return save_model_folder(folder, model, {"classes": list(CLASSES), "features": settings}, {}, "# test model")

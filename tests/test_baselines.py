@@ -1,12 +1,15 @@
 """The classical baseline trains on the bundled scans, saves safely and reloads to identical predictions."""
+import json
+
 import numpy as np
 import pytest
 import skops.io as sio
 
 from baselines.features import extract, retina_band
 from baselines.io import MODEL_FILE, UntrustedModelError, load_baseline
+from baselines.model import PARAM_GRID
 from baselines.train import main
-from octcore.imaging import load_scan
+from octcore.imaging import load_scan, remove_padding
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +28,32 @@ def test_features_see_a_flattened_band_and_its_mirror(a_scan):
     assert pair.shape[0] == 2 and np.isfinite(pair).all() and not np.allclose(pair[0], pair[1])
     with pytest.raises(ValueError, match="unknown features"):
         extract(gray, kind="sift")
+
+
+def test_padding_is_removed_and_speckled_tissue_kept(a_scan):
+    tissue = load_scan(a_scan)[:200, :300]
+    padded = np.hstack([tissue, np.full((200, 60), 0.97, np.float32)])
+    cleaned = remove_padding(padded)
+    assert (cleaned[:, -58:] == 0).all()
+    assert np.array_equal(cleaned[:, :298][tissue[:, :298] < 0.8], tissue[:, :298][tissue[:, :298] < 0.8])
+
+
+def test_trained_folder_records_the_searched_hyperparameters(trained):
+    out, _ = trained
+    config = json.loads((out / "config.json").read_text())
+    assert config["C"] in PARAM_GRID["C"] and config["gamma_scale"] in PARAM_GRID["gamma_scale"]
+    assert 0.25 < config["search"]["cv_accuracy"] <= 1
+
+
+def test_nystroem_solver_for_large_data_trains_and_reloads(trained, tmp_path, sample):
+    _, cache = trained
+    out = tmp_path / "nystroem"
+    assert main(["--data", "examples/sample", "--out", str(out), "--cache-dir", str(cache),
+                 "--solver", "nystroem", "--C", "10", "--gamma-scale", "0.5"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["solver"] == "nystroem" and config["search"]["cv_accuracy"] is None
+    proba = load_baseline(out).predict_proba(sorted((sample / "DME").glob("*.jpeg"))[:3])
+    assert proba.shape == (3, 4) and np.allclose(proba.sum(axis=1), 1)
 
 
 def test_trained_folder_reloads_with_identical_predictions(trained, sample):

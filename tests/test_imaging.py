@@ -118,3 +118,15 @@ def test_bad_input_raises_one_clear_error(case, a_scan, tmp_path):
 
 def test_bomb_is_refused_before_decoding():
     assert 8000 * 8000 > MAX_PIXELS  # the case above really is over the limit
+
+
+def test_min_size_decodes_a_large_jpeg_at_reduced_scale_only(gray):
+    big = Image.fromarray((gray * 255).astype(np.uint8)).resize((1024, 496))
+    jpeg, png = encode(big, "JPEG", quality=90), encode(big, "PNG")
+    assert load_scan(jpeg).shape == (496, 1024)
+    half = load_scan(jpeg, min_size=(248, 512))
+    assert half.shape == (248, 512)
+    assert load_scan(jpeg, min_size=(300, 512)).shape == (496, 1024)  # 1/2 scale would be too small
+    assert load_scan(png, min_size=(248, 512)).shape == (496, 1024)   # only JPEG has DCT scaling
+    full = np.asarray(Image.fromarray(load_scan(jpeg)).resize((512, 248), Image.Resampling.BOX))
+    assert np.abs(half - full).mean() < 0.02  # the same picture, not a crop

@@ -1,0 +1,57 @@
+"""What each preprocessing step adds to the classical baseline (HOG+LBP, RBF SVM).
+
+    python benchmarks/baseline_ablation.py [DATA]   (default ../shared/data/kermany-oct-sample)
+
+Each row adds one step; all rows use the same 5-fold patient-grouped folds (linked groups) and
+fixed C=10, gamma=0.5/d with an uncalibrated SVM, so only the features change. The searched,
+calibrated model is benchmarks/baseline_cv.py.
+"""
+import sys
+from functools import partial
+
+import numpy as np
+from PIL import Image
+
+from baselines.features import PAD_SIZE, extract, hog_features, lbp_histograms, resize
+from baselines.model import OCTSVMClassifier
+from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups, parallel_map, targets
+from octcore.imaging import load_scan
+
+
+def plain_224(path) -> np.ndarray:
+    """The usual starting point: the whole scan squashed to 224x224, HOG + LBP, no mirror."""
+    small = resize(load_scan(path), (224, 224), Image.Resampling.BOX)
+    return np.concatenate([hog_features(small), np.sqrt(lbp_histograms(small)).ravel()])[None].astype(np.float32)
+
+
+def band(path, flatten: bool, sigma: float, mirror: bool) -> np.ndarray:
+    pair = extract(load_scan(path, min_size=PAD_SIZE), "hog+lbp", flatten, sigma)
+    return pair if mirror else pair[:1]
+
+
+STEPS = [
+    ("whole scan resized to 224x224", plain_224),
+    ("+ padding removed, fixed band crop (no flattening)", partial(band, flatten=False, sigma=0.0, mirror=False)),
+    ("+ flattened along the fitted RPE curve", partial(band, flatten=True, sigma=0.0, mirror=False)),
+    ("+ Gaussian denoising (sigma 0.7)", partial(band, flatten=True, sigma=0.7, mirror=False)),
+    ("+ mirror image as a second view (train and predict)", partial(band, flatten=True, sigma=0.7, mirror=True)),
+]
+
+
+def main() -> None:
+    data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/kermany-oct-sample"
+    scans = discover(data)
+    y, _ = targets(scans)
+    groups = linked_groups(scans, [d for d, _ in fingerprint_all(scans, progress=False)])
+    folds = grouped_kfold(scans, 5, seed=0, groups=groups)
+    for name, features in STEPS:
+        X = np.stack(parallel_map(features, [s.path for s in scans], name, progress=False))
+        predicted = np.zeros_like(y)
+        for train, test in folds:
+            model = OCTSVMClassifier("rbf", C=10, gamma_scale=0.5, calibration_folds=0).fit(X[train], y[train])
+            predicted[test] = model.predict(X[test])
+        print(f"{name:55s} accuracy {np.mean(predicted == y):.3f}  ({X.shape[-1]} features)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The Gradio Space: app (UI), engine (reading uploads, running the models), deploy (the bundle)."""

@@ -1,0 +1,192 @@
+"""What the Space does with a file, without the UI: read it safely, run both models, explain, warn.
+
+Everything a user can upload ends as a list of frames (a plain image is one frame, a DICOM may hold
+many, a zip holds several files); each frame is classified by every loaded model. Nothing here
+raises on bad input: a file that cannot be read becomes a `Frame` with an error message.
+"""
+import io
+import os
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from octcore.imaging import MAX_BYTES, ScanError, load_scan
+from octcore.labels import CLASSES, REFERRAL, REFERRAL_LEVEL
+from octcore.quality import colourfulness, scan_warnings
+
+HERE = Path(__file__).resolve().parent
+VIT_ENV, BASELINE_ENV = "OCT_VIT_MODEL", "OCT_BASELINE_MODEL"
+DEFAULT_VIT, DEFAULT_BASELINE = HERE / "models" / "vit", HERE / "models" / "hog-lbp-svm"
+LOW_CONFIDENCE = 0.6     # top probability below this is shown as uncertain
+MAX_FRAMES = 128         # frames classified per DICOM
+MAX_ZIP_FILES = 200      # files read from one zip
+MAX_ZIP_TOTAL = 512 * 1024**2  # uncompressed bytes read from one zip (zip bombs stop here)
+
+
+@dataclass
+class Frame:
+    name: str
+    gray: np.ndarray | None = None
+    colour: float = 0.0
+    error: str | None = None
+    results: dict = field(default_factory=dict)   # model name -> {"proba", "ms", "maps"}
+    warnings: list[str] = field(default_factory=list)
+
+
+class Models:
+    """The ViT and the classical model, loaded once; what is missing is said, not raised."""
+
+    def __init__(self, vit: str | None = None, baseline: str | None = None):
+        self.vit = self.baseline = None
+        self.problems: list[str] = []
+        vit = vit or os.environ.get(VIT_ENV) or str(DEFAULT_VIT)
+        baseline = baseline or os.environ.get(BASELINE_ENV) or str(DEFAULT_BASELINE)
+        try:
+            from train.inference import load_vit
+
+            self.vit = load_vit(vit)
+        except Exception as e:  # any failure to load is reported in the app, never fatal
+            self.problems.append(f"ViT not loaded from `{vit}` ({type(e).__name__}: {e}). Train one with "
+                                 f"`python -m train --data DIR --out DIR` and set {VIT_ENV} to its folder or Hub id.")
+        try:
+            from baselines.io import load_baseline
+
+            self.baseline = load_baseline(baseline)
+        except Exception as e:
+            self.problems.append(f"Classical model not loaded from `{baseline}` ({type(e).__name__}: {e}). Train one "
+                                 f"with `python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}.")
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, model in (("ViT", self.vit), ("HOG+LBP SVM", self.baseline)) if model is not None]
+
+
+def _dicom_frames(data: bytes, name: str) -> list[Frame]:
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        pixels = dataset.pixel_array
+    except Exception as e:
+        return [Frame(name, error=f"cannot read DICOM {name}: {type(e).__name__}: {e}")]
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    colour = getattr(dataset, "SamplesPerPixel", 1) == 3
+    if frames == 1:
+        pixels = pixels[None]
+    if frames > MAX_FRAMES:
+        pixels = pixels[:MAX_FRAMES]
+    bits = int(getattr(dataset, "BitsStored", 8) or 8)
+    out = []
+    for i, frame in enumerate(pixels):
+        label = f"{name} frame {i + 1}/{frames}"
+        try:
+            array = frame.astype(np.float32) / (2**bits - 1) if frame.dtype.kind in "ui" else frame
+            out.append(Frame(label, load_scan(np.clip(array, 0, 1) if frame.dtype.kind in "ui" else array),
+                             0.1 if colour else 0.0))
+        except ScanError as e:
+            out.append(Frame(label, error=str(e)))
+    return out
+
+
+def _image_frame(data: bytes, name: str) -> Frame:
+    try:
+        gray = load_scan(data)
+        with Image.open(io.BytesIO(data)) as image:
+            colour = colourfulness(image)
+        return Frame(name, gray, colour)
+    except ScanError as e:
+        return Frame(name, error=str(e).replace("(bytes)", name))
+    except Exception as e:  # the colour check re-opens an image load_scan accepted; never expected to fail
+        return Frame(name, error=f"cannot read {name}: {type(e).__name__}")
+
+
+def _zip_frames(data: bytes, name: str) -> list[Frame]:
+    """Members read in memory (never extracted, so names like ../../x cannot write anywhere), within limits."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [m for m in archive.infolist() if not m.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        return [Frame(name, error=f"cannot read zip {name}: {e}")]
+    frames, total = [], 0
+    for member in members[:MAX_ZIP_FILES]:
+        label = f"{name}/{member.filename}"
+        total += member.file_size
+        if member.file_size > MAX_BYTES or total > MAX_ZIP_TOTAL:
+            frames.append(Frame(label, error=f"skipped {label}: the zip expands to more than the limit (possible zip bomb)"))
+            break
+        try:
+            with archive.open(member) as handle:
+                content = handle.read(MAX_BYTES + 1)
+        except Exception as e:  # encrypted, corrupt or unsupported compression
+            frames.append(Frame(label, error=f"cannot read {label}: {type(e).__name__}: {e}"))
+            continue
+        frames.extend(read_bytes(content, Path(member.filename).name, allow_zip=False))
+    if len(members) > MAX_ZIP_FILES:
+        frames.append(Frame(name, error=f"only the first {MAX_ZIP_FILES} of {len(members)} files in {name} were read"))
+    return frames
+
+
+def read_bytes(data: bytes, name: str, allow_zip: bool = True) -> list[Frame]:
+    """Frames of one upload: DICOM (by its DICM marker), zip (by its PK signature), or an image."""
+    if len(data) > MAX_BYTES and not (allow_zip and data[:4] == b"PK\x03\x04"):
+        return [Frame(name, error=f"{name} is larger than {MAX_BYTES // 1024**2} MB")]
+    if data[128:132] == b"DICM":
+        return _dicom_frames(data, name)
+    if data[:4] == b"PK\x03\x04":
+        return _zip_frames(data, name) if allow_zip else [Frame(name, error=f"{name}: a zip inside a zip is not read")]
+    return [_image_frame(data, name)]
+
+
+def read_upload(path: str | Path) -> list[Frame]:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > 8 * MAX_BYTES:
+            return [Frame(path.name, error=f"{path.name} is too large to read ({size / 1024**2:.0f} MB)")]
+        return read_bytes(path.read_bytes(), path.name)
+    except OSError as e:
+        return [Frame(path.name, error=f"cannot open {path.name}: {e.strerror or e}")]
+
+
+def classify(frame: Frame, models: Models, explain: bool = True) -> Frame:
+    """Both models on one readable frame, with timings, explanation maps and warnings."""
+    if frame.gray is None:
+        return frame
+    frame.warnings = scan_warnings(frame.gray, frame.colour)
+    if models.vit is not None:
+        start = time.perf_counter()
+        proba, heat = models.vit.explain([frame.gray])
+        frame.results["ViT"] = {"proba": proba[0], "ms": (time.perf_counter() - start) * 1000, "maps": {"attention": heat[0]}}
+    if models.baseline is not None:
+        from baselines.features import feature_maps
+
+        start = time.perf_counter()
+        proba = models.baseline.predict_proba([frame.gray])
+        ms = (time.perf_counter() - start) * 1000
+        maps = feature_maps(frame.gray, **{k: v for k, v in models.baseline.config["features"].items() if k != "kind"}) if explain else {}
+        frame.results["HOG+LBP SVM"] = {"proba": proba[0], "ms": ms, "maps": maps}
+    tops = {name: CLASSES[int(r["proba"].argmax())] for name, r in frame.results.items()}
+    for name, r in frame.results.items():
+        if r["proba"].max() < LOW_CONFIDENCE:
+            frame.warnings.append(f"{name} is unsure (top probability {r['proba'].max():.0%}).")
+    if len(set(tops.values())) > 1:
+        frame.warnings.append("The models disagree: " + ", ".join(f"{n} says {c}" for n, c in tops.items()) + ".")
+    return frame
+
+
+def most_urgent(frames: list[Frame]) -> tuple[Frame, str] | None:
+    """The frame whose finding (by the first model that has one) needs the most urgent referral."""
+    scored = []
+    for frame in frames:
+        if frame.results:
+            result = next(iter(frame.results.values()))
+            label = CLASSES[int(result["proba"].argmax())]
+            scored.append((REFERRAL_LEVEL[REFERRAL[label]], float(result["proba"].max()), frame, label))
+    if not scored:
+        return None
+    _, _, frame, label = max(scored, key=lambda s: (s[0], s[1]))
+    return frame, label

@@ -1,0 +1,110 @@
+"""The ViT trainer on real scans with a tiny randomly initialised DINOv2: train, kill, resume, reload, export."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+from safetensors.numpy import load_file
+
+from conftest import ROOT, SAMPLE, copy_scan
+from train import export_onnx
+from train.inference import load_vit
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """16 real scans per class from the bundled sample, flat layout."""
+    folder = tmp_path_factory.mktemp("data")
+    for label in ("CNV", "DME", "DRUSEN", "NORMAL"):
+        for scan in sorted((SAMPLE / label).glob("*.jpeg"))[:16]:
+            copy_scan(scan, folder / label)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    from transformers import Dinov2Config, Dinov2Model
+
+    folder = tmp_path_factory.mktemp("tiny-dinov2")
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          image_size=56, patch_size=14)
+    Dinov2Model(config).save_pretrained(folder)
+    return folder
+
+
+def train_command(data: Path, base: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "train", "--data", str(data), "--base-model", str(base), "--out", str(out),
+            "--epochs", "3", "--batch-size", "8", "--checkpoint-every", "2", "--workers", "0", "--seed", "1"]
+
+
+def run(command: list[str]) -> None:
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def trained(small_data, tiny_base, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny-vit"
+    run(train_command(small_data, tiny_base, out))
+    return out
+
+
+def test_killed_run_resumes_to_the_same_model(trained, small_data, tiny_base, tmp_path):
+    out = tmp_path / "tiny-vit"
+    command = train_command(small_data, tiny_base, out)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not list((out / "checkpoints").glob("step_0000004-*")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "model.safetensors").exists()
+
+    run(command)  # the same command again: resumes from the last checkpoint
+    resumed, uninterrupted = load_file(out / "model.safetensors"), load_file(trained / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (out, trained)]
+    assert metrics[0]["history"] == metrics[1]["history"] and metrics[0]["accuracy"] == metrics[1]["accuracy"]
+
+
+def test_folder_works_with_pipeline_and_from_pretrained(trained, small_data):
+    from transformers import AutoModelForImageClassification, pipeline
+
+    scan = next((small_data / "DRUSEN").glob("*.jpeg"))
+    result = pipeline("image-classification", model=str(trained), top_k=4)(str(scan))
+    assert sorted(r["label"] for r in result) == ["CNV", "DME", "DRUSEN", "NORMAL"]
+    assert abs(sum(r["score"] for r in result) - 1) < 1e-4
+    model = AutoModelForImageClassification.from_pretrained(trained)
+    assert model.config.id2label == {0: "CNV", 1: "DME", 2: "DRUSEN", 3: "NORMAL"}
+    processor = json.loads((trained / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"height": 168, "width": 336} and not processor["do_center_crop"]
+    assert (trained / "split.json").is_file()
+
+
+def test_model_card_carries_the_measured_figures(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    card = ModelCard.load(trained / "README.md")
+    assert card.data.pipeline_tag == "image-classification" and card.data.license == "apache-2.0"
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"accuracy": round(metrics["accuracy"], 4), "f1": round(metrics["macro_f1"], 4)}
+    assert "not a diagnosis" in card.text and "Patient leakage" in card.text
+    assert f"test {metrics['n_images']} scans" in card.text
+
+
+def test_int8_onnx_export_agrees_with_pytorch(trained, small_data):
+    assert export_onnx.main(["--model", str(trained), "--data", str(small_data), "--threads", "1"]) == 0
+    check = json.loads((trained / "onnx" / "check.json").read_text())
+    assert check["agreement"]["mean_abs_prob_diff"] <= export_onnx.MAX_MEAN_PROB_DIFF
+    scans = sorted((small_data / "CNV").glob("*.jpeg"))[:3]
+    fast, reference = load_vit(trained), load_vit(trained, backend="torch")
+    assert fast.backend == "onnx"
+    np.testing.assert_allclose(fast.predict_proba(scans), reference.predict_proba(scans), atol=0.05)

@@ -1,0 +1,1 @@
+"""ViT fine-tuning (python -m train), its data pipeline, inference and ONNX export."""

@@ -1,0 +1,96 @@
+"""Export a trained ViT folder to ONNX with dynamic int8 quantization, check it against PyTorch, time it.
+
+    python -m train.export_onnx --model DIR [--data DIR] [--threads 2]
+
+Writes DIR/onnx/model.onnx (float32) and DIR/onnx/model_int8.onnx (weights int8, activations
+quantized on the fly). With --data, the scans of the folder's held-out test split (DIR/split.json)
+are classified by both. Tolerance: mean absolute probability difference <= MAX_MEAN_PROB_DIFF, and
+the same top-1 label on every scan PyTorch is not torn on (top-two margin >= CONFIDENT_MARGIN);
+otherwise the command fails (exit 1). The figures go to DIR/onnx/check.json.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForImageClassification
+
+from octcore.data import discover, load_split, select
+from train.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, load_vit, with_rollout
+
+MAX_MEAN_PROB_DIFF, CONFIDENT_MARGIN = 0.02, 0.1
+
+
+def export(folder: Path) -> Path:
+    """float32 ONNX (logits and the attention rollout; batch dimension dynamic), then dynamic int8
+    quantization of its MatMul/Gemm weights."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = AutoModelForImageClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    size = json.loads((folder / "preprocessor_config.json").read_text())["size"]
+    grid = (size["height"] // model.config.patch_size, size["width"] // model.config.patch_size)
+    example = torch.zeros(1, 3, size["height"], size["width"])
+    out = folder / ONNX_DIR
+    out.mkdir(exist_ok=True)
+    torch.onnx.export(with_rollout(model, grid), (example,), str(out / ONNX_FP32), dynamo=False, opset_version=17,
+                      input_names=["pixel_values"], output_names=["logits", "rollout"],
+                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}, "rollout": {0: "batch"}})
+    quantize_dynamic(str(out / ONNX_FP32), str(out / ONNX_INT8), weight_type=QuantType.QInt8)
+    return out / ONNX_INT8
+
+
+def agreement(folder: Path, scans: list, threads: int) -> dict:
+    reference, fast = load_vit(folder, "torch", threads), load_vit(folder, "onnx", threads)
+    torch_proba = np.concatenate([reference.predict_proba(scans[i:i + 32]) for i in range(0, len(scans), 32)])
+    onnx_proba = np.concatenate([fast.predict_proba(scans[i:i + 32]) for i in range(0, len(scans), 32)])
+    same = torch_proba.argmax(1) == onnx_proba.argmax(1)
+    top_two = np.sort(torch_proba, axis=1)[:, -2:]
+    confident = top_two[:, 1] - top_two[:, 0] >= CONFIDENT_MARGIN
+    return {"n_scans": len(scans), "n_confident": int(confident.sum()),
+            "top1_agreement": float(same.mean()), "top1_disagreements_when_confident": int((~same & confident).sum()),
+            "mean_abs_prob_diff": float(np.abs(torch_proba - onnx_proba).mean()),
+            "max_abs_prob_diff": float(np.abs(torch_proba - onnx_proba).max())}
+
+
+def latency(folder: Path, backend: str, scan: bytes, threads: int, repeats: int = 30) -> dict:
+    """One scan, end to end (decode, processor, model), warm."""
+    model = load_vit(folder, backend, threads)
+    model.predict_proba([scan])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_proba([scan])
+        times.append(time.perf_counter() - start)
+    return {"median_ms": round(float(np.median(times)) * 1000, 1), "p95_ms": round(float(np.percentile(times, 95)) * 1000, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.export_onnx", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="a folder written by python -m train")
+    parser.add_argument("--data", help="the dataset the model was trained on: check agreement on its test split")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for the check and the timing")
+    args = parser.parse_args(argv)
+    folder = Path(args.model)
+
+    path = export(folder)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; float32 {(folder / ONNX_DIR / ONNX_FP32).stat().st_size / 1e6:.1f} MB)")
+    report = {"tolerance": {"max_mean_abs_prob_diff": MAX_MEAN_PROB_DIFF, "confident_margin": CONFIDENT_MARGIN}}
+    if args.data:
+        scans = discover(args.data)
+        test = [s.path for s in select(scans, load_split(folder / "split.json", scans), "test")]
+        report["agreement"] = agreement(folder, test, args.threads)
+        report["latency_1_scan"] = {b: latency(folder, b, test[0].read_bytes(), args.threads) for b in ("torch", "onnx")}
+        print(json.dumps(report, indent=2))
+    (folder / ONNX_DIR / "check.json").write_text(json.dumps(report, indent=2))
+    check = report.get("agreement")
+    if check and (check["top1_disagreements_when_confident"] or check["mean_abs_prob_diff"] > MAX_MEAN_PROB_DIFF):
+        print("error: the int8 export does not agree with PyTorch within the tolerance", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

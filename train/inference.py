@@ -1,0 +1,116 @@
+"""One loader for a trained ViT folder or Hub repo, used by the Space, the comparison and the export check.
+
+`load_vit(path_or_repo_id)` returns a `ViTClassifier` whose `predict_proba(scans)` takes paths,
+bytes, PIL images or arrays (anything octcore's `load_scan` reads) and returns (n, 4) probabilities
+in CLASSES order. It runs the int8 ONNX export when the folder has one (fastest on CPU) unless
+`backend="torch"`, and always preprocesses with the image processor saved in the folder.
+`explain(scans)` adds an attention-rollout heatmap per scan (Abnar & Zuidema 2020); the ONNX export
+computes it inside the graph, so the explanation costs no second pass.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from octcore.imaging import ScanSource, load_scan, to_image
+from octcore.labels import CLASSES
+
+ONNX_DIR, ONNX_FP32, ONNX_INT8 = "onnx", "model.onnx", "model_int8.onnx"
+
+
+def attention_rollout(attentions, grid: tuple[int, int]):
+    """Attention rollout: head-averaged attention plus identity (the residual), chained through the layers;
+    the class token's row over the patch tokens, as a (batch, rows, cols) map scaled to [0, 1]."""
+    import torch
+
+    tokens = attentions[0].shape[-1]
+    rollout = torch.eye(tokens).expand(attentions[0].shape[0], tokens, tokens)
+    for layer in attentions:
+        mixed = 0.5 * layer.mean(dim=1) + 0.5 * torch.eye(tokens)
+        rollout = torch.bmm(mixed / mixed.sum(dim=-1, keepdim=True), rollout)
+    heat = rollout[:, 0, tokens - grid[0] * grid[1]:].reshape(-1, grid[0], grid[1])  # patches are the last tokens
+    low, high = heat.amin(dim=(1, 2), keepdim=True), heat.amax(dim=(1, 2), keepdim=True)
+    return (heat - low) / (high - low + 1e-8)
+
+
+def with_rollout(model, grid: tuple[int, int]):
+    """The model as a module whose forward returns (logits, rollout): the graph the ONNX export traces.
+    (torch is imported here, not at the top, so the ONNX path of the Space never loads it.)"""
+    import torch
+
+    class LogitsAndRollout(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            out = self.model(pixel_values=pixel_values, output_attentions=True)
+            return out.logits, attention_rollout(out.attentions, grid)
+
+    return LogitsAndRollout()
+
+
+class ViTClassifier:
+    def __init__(self, folder: Path, backend: str = "auto", threads: int | None = None):
+        from transformers import AutoConfig, AutoImageProcessor
+
+        self.folder = folder
+        self.config = AutoConfig.from_pretrained(folder)
+        labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        if labels != list(CLASSES):
+            raise ValueError(f"{folder}: the model's classes {labels} are not {list(CLASSES)}")
+        self.processor = AutoImageProcessor.from_pretrained(folder)
+        size, patch = self.processor.size, self.config.patch_size
+        self.grid = (size["height"] // patch, size["width"] // patch)
+        onnx_file = folder / ONNX_DIR / ONNX_INT8
+        self.backend = ("onnx" if onnx_file.is_file() else "torch") if backend == "auto" else backend
+        if self.backend == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        else:
+            import torch
+            from transformers import AutoModelForImageClassification
+
+            if threads:
+                torch.set_num_threads(threads)
+            self.model = with_rollout(AutoModelForImageClassification.from_pretrained(
+                folder, attn_implementation="eager"), self.grid).eval()
+
+    def pixels(self, scans: list[ScanSource]) -> np.ndarray:
+        return self.processor(images=[to_image(load_scan(s)) for s in scans], return_tensors="np")["pixel_values"].astype(np.float32)
+
+    def forward(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, rollout heatmaps) for preprocessed pixels."""
+        if self.backend == "onnx":
+            logits, heat = self.session.run(["logits", "rollout"], {"pixel_values": pixel_values})
+            return logits, heat
+        import torch
+
+        with torch.no_grad():
+            logits, heat = self.model(torch.from_numpy(pixel_values))
+        return logits.numpy(), heat.numpy()
+
+    def explain(self, scans: list[ScanSource]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 4) probabilities in CLASSES order and (n, rows, cols) attention-rollout maps in [0, 1]."""
+        logits, heat = self.forward(self.pixels(scans))
+        logits = logits.astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True), heat
+
+    def predict_proba(self, scans: list[ScanSource]) -> np.ndarray:
+        return self.explain(scans)[0]
+
+
+def load_vit(path_or_repo_id: str | Path, backend: str = "auto", threads: int | None = None) -> ViTClassifier:
+    """A ViT classifier from a local folder or a Hugging Face Hub repo id."""
+    folder = Path(path_or_repo_id)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(str(path_or_repo_id)))
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a model folder (no config.json)")
+    return ViTClassifier(folder, backend, threads)
