@@ -4,8 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= examples/sample
 OUT ?= runs/demo
+STUDY ?= runs/compare
+BASE ?= ../shared/models/dinov2-small
+VIT_ARGS ?= --epochs 8 --batch-size 16 --lr 1e-4 --layer-decay 0.8 --mixed-precision bf16 --workers 1
 
-.PHONY: install demo test audit clean
+.PHONY: install demo test audit compare clean
 .DEFAULT_GOAL := demo
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -25,6 +28,17 @@ demo: install
 	$(PY) -m octcore.audit $(DATA)
 	$(PY) -m octcore.split $(DATA) --out $(OUT)/split.json
 	$(PY) -m baselines.train --data $(DATA) --out $(OUT)/hog-lbp-svm --cache-dir cache
+
+# The whole study on one dataset: one patient-disjoint split (every trainer derives the same one from
+# the same seed; split.json records it), three classical models and the ViT trained on its train part,
+# all compared on its test part.
+compare: install
+	$(PY) -m octcore.split $(DATA) --out $(STUDY)/split.json
+	for f in hog lbp hog+lbp; do $(PY) -m baselines.train --data $(DATA) --features $$f --out $(STUDY)/$$(echo $$f | tr + -)-svm --cache-dir cache || exit 1; done
+	$(PY) -m train --data $(DATA) --base-model $(BASE) --out $(STUDY)/vit $(VIT_ARGS)
+	$(PY) -m train.export_onnx --model $(STUDY)/vit --data $(DATA)
+	$(PY) -m compare --data $(DATA) --split-file $(STUDY)/split.json --out $(STUDY)/report \
+		--model $(STUDY)/hog-svm --model $(STUDY)/lbp-svm --model $(STUDY)/hog-lbp-svm --model $(STUDY)/vit
 
 test: install
 	$(PY) -m pytest -q

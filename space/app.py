@@ -119,12 +119,12 @@ def build(models: Models) -> gr.Blocks:
                 with gr.Column():
                     vit_label = gr.Label(num_top_classes=4, label="ViT", elem_id="vit-label")
                     vit_text = gr.Markdown()
-                    vit_map = gr.Image(label="ViT attention rollout (where the model looked)", type="numpy")
+                    vit_map = gr.Image(label="ViT attention rollout (where the model looked)", type="numpy", format="jpeg")
                 with gr.Column():
                     svm_label = gr.Label(num_top_classes=4, label="HOG+LBP SVM", elem_id="svm-label")
                     svm_text = gr.Markdown()
-                    hog_map = gr.Image(label="HOG of the flattened retina band (edge directions)", type="numpy")
-                    lbp_map = gr.Image(label="LBP codes of the band (local texture)", type="numpy")
+                    hog_map = gr.Image(label="HOG of the flattened retina band (edge directions)", type="numpy", format="jpeg")
+                    lbp_map = gr.Image(label="LBP codes of the band (local texture)", type="numpy", format="jpeg")
             frames = gr.Dataframe(headers=["frame", "ViT", "HOG+LBP SVM", "warnings"], label="Per frame")
             upload.change(lambda p: analyse(p, models), inputs=upload, api_name="predict",
                           outputs=[summary, vit_label, vit_text, vit_map, svm_label, svm_text, hog_map, lbp_map, frames])

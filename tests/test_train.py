@@ -86,7 +86,7 @@ def test_folder_works_with_pipeline_and_from_pretrained(trained, small_data):
     model = AutoModelForImageClassification.from_pretrained(trained)
     assert model.config.id2label == {0: "CNV", 1: "DME", 2: "DRUSEN", 3: "NORMAL"}
     processor = json.loads((trained / "preprocessor_config.json").read_text())
-    assert processor["size"] == {"height": 168, "width": 336} and not processor["do_center_crop"]
+    assert processor["size"] == {"height": 126, "width": 252} and not processor["do_center_crop"]
     assert (trained / "split.json").is_file()
 
 

@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="dataset folder (flat or train/val/test layout)")
     parser.add_argument("--base-model", default=DEFAULT_BASE, help=f"Hub id or local folder (default {DEFAULT_BASE})")
     parser.add_argument("--out", required=True, help="model folder to write (checkpoints go in OUT/checkpoints)")
-    parser.add_argument("--image-size", metavar="HxW", help="input size (default: 168x336 for DINOv2, which interpolates "
+    parser.add_argument("--image-size", metavar="HxW", help="input size (default: 126x252 for DINOv2, which interpolates "
                         "its position embeddings; the checkpoint's square size for ViT/DeiT)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16, help="per process")

@@ -38,7 +38,8 @@ def export(folder: Path) -> Path:
     torch.onnx.export(with_rollout(model, grid), (example,), str(out / ONNX_FP32), dynamo=False, opset_version=17,
                       input_names=["pixel_values"], output_names=["logits", "rollout"],
                       dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}, "rollout": {0: "batch"}})
-    quantize_dynamic(str(out / ONNX_FP32), str(out / ONNX_INT8), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(out / ONNX_FP32), str(out / ONNX_INT8), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"MatMulConstBOnly": True})  # weights only; attention products stay float
     return out / ONNX_INT8
 
 

@@ -67,6 +67,7 @@ class ViTClassifier:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not steal the CPU from the rest of a request
             if threads:
                 options.intra_op_num_threads = threads
             self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])

@@ -1,0 +1,1 @@
+"""Side-by-side comparison of every model on the same patient-disjoint scans (python -m compare)."""
