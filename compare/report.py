@@ -45,12 +45,12 @@ def write_plots(out: Path, y: np.ndarray, probas: dict, results: dict, scans: li
         shown = disagree[:GALLERY_SIZE]
         cols = 4
         rows = int(np.ceil(len(shown) / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
         for ax in axes.ravel():
             ax.axis("off")
         for ax, i in zip(axes.ravel(), shown):
             ax.imshow(load_scan(scans[i].path), cmap="gray", vmin=0, vmax=1)
-            calls = ", ".join(f"{n.split('-')[0][:10]}: {CLASSES[p]}" for n, p in zip(names, predictions[:, i]))
+            calls = "\n".join(f"{n}: {CLASSES[p]}" for n, p in zip(names, predictions[:, i]))
             ax.set_title(f"true {CLASSES[y[i]]}\n{calls}", fontsize=7)
         fig.suptitle(f"Scans where the models disagree ({len(disagree)} of {len(y)}; first {len(shown)})")
         fig.tight_layout()

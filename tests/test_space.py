@@ -130,7 +130,7 @@ def served(models):
     demo.close()
 
 
-def test_launched_app_answers_single_batch_and_bad_requests(served, a_scan, tmp_path):
+def test_launched_app_answers_single_batch_dicom_and_bad_requests(served, a_scan, sample, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(served, verbose=False)
@@ -140,6 +140,9 @@ def test_launched_app_answers_single_batch_and_bad_requests(served, a_scan, tmp_
     assert len(table["data"]) == 1 and Path(csv_file).read_text().startswith("file,")
     bad = client.predict(handle_file(write(tmp_path / "x.jpeg", b"garbage")), api_name="/predict")
     assert "Cannot read" in bad[SUMMARY]
+    frames = [np.asarray(Image.open(p).convert("L").resize((512, 248))) for p in sorted((sample / "CNV").glob("*.jpeg"))[:2]]
+    volume = client.predict(handle_file(write(tmp_path / "volume.dcm", dicom(frames))), api_name="/predict")
+    assert "2 frames" in volume[SUMMARY] and len(volume[FRAMES]["data"]) == 2
 
 
 def test_twenty_parallel_clients_are_all_answered(served, sample):

@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 7. The best epoch, scored on patients never seen in training or model selection; save the folder.
     accelerator.wait_for_everyone()
-    best = AutoModelForImageClassification.from_pretrained(checkpoints / "best")
-    proba, labels = predict(accelerator.prepare(best), test_loader, accelerator)
+    best = AutoModelForImageClassification.from_pretrained(checkpoints / "best").to(accelerator.device)
+    proba, labels = predict(best, test_loader, accelerator)  # float32, as users run it: not prepared, so no autocast
     if accelerator.is_main_process:
         patients = np.array([s.patient_id for s in test_scans])
         metrics = evaluate(labels, proba, patients, seed=args.seed)

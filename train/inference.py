@@ -85,9 +85,9 @@ class ViTClassifier:
 
     def forward(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits, rollout heatmaps) for preprocessed pixels."""
-        if self.backend == "onnx":
-            logits, heat = self.session.run(["logits", "rollout"], {"pixel_values": pixel_values})
-            return logits, heat
+        if self.backend == "onnx":  # one scan per run: dynamic int8 scales activations per tensor, so a batch would change each scan's result
+            runs = [self.session.run(["logits", "rollout"], {"pixel_values": pixel_values[i:i + 1]}) for i in range(len(pixel_values))]
+            return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
         import torch
 
         with torch.no_grad():
