@@ -3,10 +3,8 @@
 The steps follow the classical OCT literature (e.g. Srinivasan et al. 2014): remove the flat white
 padding Kermany's registered scans carry, find the bright RPE line in each column, fit a
 second-order curve to it, flatten the retina along that curve and crop a band around it, so the
-features describe tissue, not background or the eye's curvature. Measured on the 950-scan sample
-(patient-grouped 5-fold CV, RBF SVM): plain 224x224 HOG+LBP 0.73 accuracy; flattening and
-cropping 0.78; smaller HOG grid (48x128, 8 px cells) 0.82; + gridded LBP 0.83; + light Gaussian
-denoising, mirrored training copies and a smaller RBF gamma 0.87 (README, "Classical baselines").
+features describe tissue, not background or the eye's curvature. What each step adds on the
+950-scan sample is measured by `python benchmarks/baseline_ablation.py` (README, "Classical baselines").
 """
 import numpy as np
 from PIL import Image
@@ -21,6 +19,7 @@ BAND_ABOVE, BAND_BELOW = 70, 26   # rows kept above and below the fitted RPE lin
 FEATURE_SIZE = (48, 128)  # the band is resized to this before HOG and LBP
 LBP_SCALES = ((8, 1), (16, 2), (24, 3))
 LBP_GRID = (4, 8)
+HOG_PARAMS = {"orientations": 9, "pixels_per_cell": (8, 8), "cells_per_block": (2, 2)}
 KINDS = ("hog", "lbp", "hog+lbp")
 
 
@@ -51,8 +50,13 @@ def retina_band(gray: np.ndarray, flatten: bool = True, sigma: float = 0.7) -> n
     return ndimage.gaussian_filter(band, sigma) if sigma else band
 
 
+def feature_band(gray: np.ndarray, flatten: bool = True, sigma: float = 0.7) -> np.ndarray:
+    """The retina band at FEATURE_SIZE: what HOG and LBP are computed on."""
+    return resize(retina_band(gray, flatten, sigma), FEATURE_SIZE, Image.Resampling.BOX)
+
+
 def hog_features(small: np.ndarray) -> np.ndarray:
-    return hog(small, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), feature_vector=True)
+    return hog(small, **HOG_PARAMS, feature_vector=True)
 
 
 def lbp_histograms(small: np.ndarray) -> np.ndarray:
@@ -78,7 +82,7 @@ def extract(gray: np.ndarray, kind: str = "hog+lbp", flatten: bool = True, sigma
     """
     if kind not in KINDS:
         raise ValueError(f"unknown features {kind!r}; choose one of {', '.join(KINDS)}")
-    small = resize(retina_band(gray, flatten, sigma), FEATURE_SIZE, Image.Resampling.BOX)
+    small = feature_band(gray, flatten, sigma)
     views = [[], []]
     if "hog" in kind:
         views[0].append(hog_features(small))
@@ -93,8 +97,8 @@ def extract(gray: np.ndarray, kind: str = "hog+lbp", flatten: bool = True, sigma
 def feature_maps(gray: np.ndarray, flatten: bool = True, sigma: float = 0.7) -> dict[str, np.ndarray]:
     """What the classical model looks at, as images in [0, 1]: the flattened retina band, its HOG
     (dominant gradient directions per 8x8 cell) and its LBP codes (local texture, radius 1)."""
-    small = resize(retina_band(gray, flatten, sigma), FEATURE_SIZE, Image.Resampling.BOX)
-    _, hog_image = hog(small, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), visualize=True)
+    small = feature_band(gray, flatten, sigma)
+    _, hog_image = hog(small, **HOG_PARAMS, visualize=True)
     points, radius = LBP_SCALES[0]
     codes = local_binary_pattern(np.clip(small * 255, 0, 255).astype(np.uint8), points, radius, "uniform")
     return {"band": small, "hog": hog_image / (hog_image.max() + 1e-8), "lbp": codes / (points + 1)}

@@ -4,7 +4,9 @@
 
 Cold start: from launching `python space/app.py` to its first answered request. Then --requests
 requests with real scans of the bundled sample through gradio_client (upload, both models,
-explanations, response), from --clients threads at once.
+explanations, response), from --clients threads at once. Then, to show where the time goes: the
+app's own work per request (`space.app.analyse` called in this process) and Gradio's floor (a
+trivial endpoint that takes an uploaded file and returns "ok", through the same client).
 """
 import argparse
 import os
@@ -15,8 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 from gradio_client import Client, handle_file
+
+from space.app import analyse
+from space.engine import Models
 
 ROOT = Path(__file__).resolve().parent.parent
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -64,3 +70,25 @@ try:
 finally:
     server.terminate()
     server.wait(timeout=30)
+
+
+def p50_ms(function, repeats: int = 20) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000
+
+
+models = Models(args.vit, args.baseline)
+print(f"the app's own work (analyse, in process): p50 {p50_ms(lambda: analyse(str(scans[0]), models)):.0f} ms")
+with gr.Blocks() as echo:
+    upload, reply = gr.File(), gr.Textbox()
+    upload.change(lambda path: "ok", upload, reply, api_name="echo")
+_, url, _ = echo.queue().launch(prevent_thread_lock=True, quiet=True)
+floor = Client(url, verbose=False)
+print(f"Gradio's floor (upload + trivial endpoint, same client): p50 "
+      f"{p50_ms(lambda: floor.predict(handle_file(str(scans[0])), api_name='/echo')):.0f} ms")
+echo.close()

@@ -25,27 +25,21 @@ from octcore.labels import CLASSES
 from octcore.metrics import evaluate
 
 
-def load_any(path_or_id: str):
-    """A ViT (config.json with id2label) or a classical model (model.skops), from a folder or Hub id."""
-    folder = Path(path_or_id)
-    if folder.is_dir() and (folder / "model.skops").is_file():
-        from baselines.io import load_baseline
-
-        return load_baseline(folder), "classical"
-    if folder.is_dir():
-        from train.inference import load_vit
-
-        return load_vit(folder), "vit"
-    from huggingface_hub import list_repo_files
-
-    files = list_repo_files(path_or_id)
-    if "model.skops" in files:
-        from baselines.io import load_baseline
-
-        return load_baseline(path_or_id), "classical"
+def load_any(path_or_id: str, vit_backend: str = "auto"):
+    """A classical model (its folder holds model.skops) or a ViT, from a folder or a Hub repo id."""
+    from baselines.io import MODEL_FILE, load_baseline
     from train.inference import load_vit
 
-    return load_vit(path_or_id), "vit"
+    folder = Path(path_or_id)
+    if folder.is_dir():
+        files = [p.name for p in folder.iterdir()]
+    else:
+        from huggingface_hub import list_repo_files
+
+        files = list_repo_files(path_or_id)
+    if MODEL_FILE in files:
+        return load_baseline(path_or_id), "classical"
+    return load_vit(path_or_id, vit_backend), "vit"
 
 
 def model_size_mb(model) -> float:
@@ -69,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="report folder")
     parser.add_argument("--split-file", help="evaluate the test scans of this split file")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--vit-backend", choices=("auto", "onnx", "torch"), default="auto",
+                        help="auto: the int8 ONNX export when the folder has one (as the Space runs it), else PyTorch")
     args = parser.parse_args(argv)
     out = Path(args.out)
 
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     results, probas = {}, {}
     for name in args.model:
         try:
-            model, kind = load_any(name)
+            model, kind = load_any(name, args.vit_backend)
         except Exception as e:
             print(f"error: cannot load model {name}: {type(e).__name__}: {e}", file=sys.stderr)
             return 2

@@ -13,7 +13,8 @@ GALLERY_SIZE = 12
 
 
 def write_plots(out: Path, y: np.ndarray, probas: dict, results: dict, scans: list) -> dict[str, str]:
-    """confusion.png (side by side), roc.png and roc_urgent.png (overlaid), reliability.png, disagreements.png."""
+    """confusion.png (side by side), roc_reliability.png (urgent-referral ROC and reliability, overlaid),
+    roc_per_class.png, and disagreements.png when models disagree; returns {key: file name}."""
     names = list(probas)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):

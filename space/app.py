@@ -18,7 +18,7 @@ from matplotlib import colormaps  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL  # noqa: E402
-from space.engine import Frame, Models, classify, most_urgent, read_upload  # noqa: E402
+from space.engine import BASELINE_NAME, VIT_NAME, Frame, Models, classify, most_urgent, read_upload  # noqa: E402
 
 NOTICE = ("**Research and education demo, not a diagnosis.** These models were trained on one public dataset "
           "(Kermany 2018) and have not been validated for clinical use. Never base a medical decision on them.")
@@ -67,19 +67,19 @@ def analyse(path: str | None, models: Models) -> tuple:
     if len(frames) > 1:
         lines.append(f"{len(frames)} frames; showing **{shown.name}**, the most urgent finding ({label}).")
     lines += [f"⚠️ {w}" for w in shown.warnings]
-    if shown.warnings and any("B-scan" in w or "scan" in w for w in shown.warnings):
+    if shown.quality:
         lines.append("The predictions below are shown for transparency only: this does not look like an OCT B-scan.")
     lines.append(f"*{label}*: {CLASS_NOTES[label]}")
     lines += [f"ℹ️ {p}" for p in models.problems]
-    vit, svm = shown.results.get("ViT"), shown.results.get("HOG+LBP SVM")
-    table = [[f.name, *(CLASSES[int(f.results[n]["proba"].argmax())] if n in f.results else "" for n in ("ViT", "HOG+LBP SVM")),
+    vit, svm = shown.results.get(VIT_NAME), shown.results.get(BASELINE_NAME)
+    table = [[f.name, *(CLASSES[int(f.results[n]["proba"].argmax())] if n in f.results else "" for n in (VIT_NAME, BASELINE_NAME)),
               "; ".join(f.warnings) or (f.error or "")] for f in frames]
     return ("\n\n".join(lines),
             {c: float(p) for c, p in zip(CLASSES, vit["proba"])} if vit else None,
-            _model_text("ViT", vit) if vit else "ViT not loaded.",
+            _model_text(VIT_NAME, vit) if vit else f"{VIT_NAME} not loaded.",
             overlay(shown.gray, vit["maps"]["attention"]) if vit else None,
             {c: float(p) for c, p in zip(CLASSES, svm["proba"])} if svm else None,
-            _model_text("HOG+LBP SVM", svm) if svm else "Classical model not loaded.",
+            _model_text(BASELINE_NAME, svm) if svm else "Classical model not loaded.",
             _enlarge(svm["maps"]["hog"]) if svm else None,
             _enlarge(svm["maps"]["lbp"]) if svm else None,
             table)
@@ -117,15 +117,15 @@ def build(models: Models) -> gr.Blocks:
             summary = gr.Markdown(elem_id="summary")
             with gr.Row():
                 with gr.Column():
-                    vit_label = gr.Label(num_top_classes=4, label="ViT", elem_id="vit-label")
+                    vit_label = gr.Label(num_top_classes=4, label=VIT_NAME, elem_id="vit-label")
                     vit_text = gr.Markdown()
                     vit_map = gr.Image(label="ViT attention rollout (where the model looked)", type="numpy", format="jpeg")
                 with gr.Column():
-                    svm_label = gr.Label(num_top_classes=4, label="HOG+LBP SVM", elem_id="svm-label")
+                    svm_label = gr.Label(num_top_classes=4, label=BASELINE_NAME, elem_id="svm-label")
                     svm_text = gr.Markdown()
                     hog_map = gr.Image(label="HOG of the flattened retina band (edge directions)", type="numpy", format="jpeg")
                     lbp_map = gr.Image(label="LBP codes of the band (local texture)", type="numpy", format="jpeg")
-            frames = gr.Dataframe(headers=["frame", "ViT", "HOG+LBP SVM", "warnings"], label="Per frame")
+            frames = gr.Dataframe(headers=["frame", VIT_NAME, BASELINE_NAME, "warnings"], label="Per frame")
             upload.change(lambda p: analyse(p, models), inputs=upload, api_name="predict",
                           outputs=[summary, vit_label, vit_text, vit_map, svm_label, svm_text, hog_map, lbp_map, frames])
         with gr.Tab("Batch"):

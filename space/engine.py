@@ -21,6 +21,7 @@ from octcore.quality import colourfulness, scan_warnings
 HERE = Path(__file__).resolve().parent
 VIT_ENV, BASELINE_ENV = "OCT_VIT_MODEL", "OCT_BASELINE_MODEL"
 DEFAULT_VIT, DEFAULT_BASELINE = HERE / "models" / "vit", HERE / "models" / "hog-lbp-svm"
+VIT_NAME, BASELINE_NAME = "ViT", "HOG+LBP SVM"   # how the app names the two models
 LOW_CONFIDENCE = 0.6     # top probability below this is shown as uncertain
 MAX_FRAMES = 128         # frames classified per DICOM
 MAX_ZIP_FILES = 200      # files read from one zip
@@ -34,7 +35,8 @@ class Frame:
     colour: float = 0.0
     error: str | None = None
     results: dict = field(default_factory=dict)   # model name -> {"proba", "ms", "maps"}
-    warnings: list[str] = field(default_factory=list)
+    quality: list[str] = field(default_factory=list)   # why the image may not be an OCT B-scan
+    warnings: list[str] = field(default_factory=list)  # quality, then low confidence and disagreement
 
 
 class Models:
@@ -62,7 +64,7 @@ class Models:
 
     @property
     def names(self) -> list[str]:
-        return [name for name, model in (("ViT", self.vit), ("HOG+LBP SVM", self.baseline)) if model is not None]
+        return [name for name, model in ((VIT_NAME, self.vit), (BASELINE_NAME, self.baseline)) if model is not None]
 
 
 def _dicom_frames(data: bytes, name: str) -> list[Frame]:
@@ -84,9 +86,9 @@ def _dicom_frames(data: bytes, name: str) -> list[Frame]:
     for i, frame in enumerate(pixels):
         label = f"{name} frame {i + 1}/{frames}"
         try:
-            array = frame.astype(np.float32) / (2**bits - 1) if frame.dtype.kind in "ui" else frame
-            out.append(Frame(label, load_scan(np.clip(array, 0, 1) if frame.dtype.kind in "ui" else array),
-                             0.1 if colour else 0.0))
+            if frame.dtype.kind in "ui":  # scale by the stored bit depth, not the container's (12-bit data in 16 bits)
+                frame = np.clip(frame.astype(np.float32) / (2**bits - 1), 0, 1)
+            out.append(Frame(label, load_scan(frame), 0.1 if colour else 0.0))
         except ScanError as e:
             out.append(Frame(label, error=str(e)))
     return out
@@ -156,11 +158,12 @@ def classify(frame: Frame, models: Models, explain: bool = True) -> Frame:
     """Both models on one readable frame, with timings, explanation maps and warnings."""
     if frame.gray is None:
         return frame
-    frame.warnings = scan_warnings(frame.gray, frame.colour)
+    frame.quality = scan_warnings(frame.gray, frame.colour)
+    frame.warnings = list(frame.quality)
     if models.vit is not None:
         start = time.perf_counter()
         proba, heat = models.vit.explain([frame.gray])
-        frame.results["ViT"] = {"proba": proba[0], "ms": (time.perf_counter() - start) * 1000, "maps": {"attention": heat[0]}}
+        frame.results[VIT_NAME] = {"proba": proba[0], "ms": (time.perf_counter() - start) * 1000, "maps": {"attention": heat[0]}}
     if models.baseline is not None:
         from baselines.features import feature_maps
 
@@ -168,7 +171,7 @@ def classify(frame: Frame, models: Models, explain: bool = True) -> Frame:
         proba = models.baseline.predict_proba([frame.gray])
         ms = (time.perf_counter() - start) * 1000
         maps = feature_maps(frame.gray, **{k: v for k, v in models.baseline.config["features"].items() if k != "kind"}) if explain else {}
-        frame.results["HOG+LBP SVM"] = {"proba": proba[0], "ms": ms, "maps": maps}
+        frame.results[BASELINE_NAME] = {"proba": proba[0], "ms": ms, "maps": maps}
     tops = {name: CLASSES[int(r["proba"].argmax())] for name, r in frame.results.items()}
     for name, r in frame.results.items():
         if r["proba"].max() < LOW_CONFIDENCE:

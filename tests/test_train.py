@@ -108,3 +108,21 @@ def test_int8_onnx_export_agrees_with_pytorch(trained, small_data):
     fast, reference = load_vit(trained), load_vit(trained, backend="torch")
     assert fast.backend == "onnx"
     np.testing.assert_allclose(fast.predict_proba(scans), reference.predict_proba(scans), atol=0.05)
+
+
+def test_unreadable_scan_stops_training_with_its_reason(small_data, tiny_base, tmp_path, capsys):
+    from train.__main__ import main
+
+    data = tmp_path / "data"
+    for label in ("CNV", "NORMAL"):
+        for scan in sorted((small_data / label).glob("*.jpeg"))[:4]:
+            copy_scan(scan, data / label)
+    (data / "CNV" / "CNV-999-1.jpeg").write_bytes(b"not a jpeg")
+    assert main(["--data", str(data), "--base-model", str(tiny_base), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "CNV-999-1.jpeg" in err and "not an image" in err and "octcore.audit" in err
+
+
+def test_export_of_a_folder_that_is_no_vit_is_a_clear_error(small_baseline, capsys):
+    assert export_onnx.main(["--model", str(small_baseline)]) == 2
+    assert "not a model folder written by python -m train" in capsys.readouterr().err

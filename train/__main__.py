@@ -141,7 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     show = accelerator.is_local_main_process and sys.stderr.isatty()
-    groups = linked_groups(scans, [d for d, _ in fingerprint_all(scans, progress=show)])
+    fingerprints = fingerprint_all(scans, progress=show)
+    unreadable = [(s, why) for s, (_, why) in zip(scans, fingerprints) if why]
+    if unreadable:  # fail now, with the reason, rather than in a data-loading worker mid-training
+        scan, why = unreadable[0]
+        print(f"error: cannot read scan {scan.key}: {why} ({len(unreadable)} unreadable; "
+              "python -m octcore.audit lists every such file)", file=sys.stderr)
+        return 2
+    groups = linked_groups(scans, [digest for digest, _ in fingerprints])
     split = patient_split(scans, seed=args.seed, groups=groups)
     held_out = "test"
     if accelerator.is_main_process:
@@ -159,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         module.requires_grad_(False)
 
     # 3. Data: augmented train, plain val and test, through `datasets`.
+    def loader(data: ScanDataset, shuffle: bool) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=shuffle,
+                                           num_workers=args.workers, drop_last=shuffle)
+
     train_data = ScanDataset(select(scans, split, "train"), processor, augment_seed=args.seed)
-    loader = lambda data, shuffle: torch.utils.data.DataLoader(  # noqa: E731
-        data, batch_size=args.batch_size, shuffle=shuffle, num_workers=args.workers, drop_last=shuffle)
     train_loader = loader(train_data, True)
     val_loader = loader(ScanDataset(select(scans, split, "val"), processor), False)
     test_scans = select(scans, split, held_out)

@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folder = Path(args.model)
 
-    path = export(folder)
+    try:
+        path = export(folder)
+    except (OSError, ValueError, KeyError) as e:  # no folder, no config, not an image classifier, no processor
+        print(f"error: {folder} is not a model folder written by python -m train ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; float32 {(folder / ONNX_DIR / ONNX_FP32).stat().st_size / 1e6:.1f} MB)")
     report = {"tolerance": {"max_mean_abs_prob_diff": MAX_MEAN_PROB_DIFF, "confident_margin": CONFIDENT_MARGIN,
                             "min_top1_agreement_when_confident": MIN_AGREEMENT}}
