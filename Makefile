@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 DATA ?= examples/sample
 OUT ?= runs/demo
 STUDY ?= runs/compare
-BASE ?= ../shared/models/dinov2-small
+# The ViT's base checkpoint: a Hub id or a local folder (e.g. BASE=../shared/models/dinov2-small).
+BASE ?= facebook/dinov2-small
 VIT_ARGS ?= --epochs 8 --batch-size 16 --lr 1e-4 --layer-decay 0.8 --mixed-precision bf16 --workers 1
+DEMO_VIT_ARGS ?= --epochs 4 --batch-size 16 --lr 1e-4 --layer-decay 0.8 --mixed-precision bf16 --workers 1
 
 .PHONY: install demo test audit compare clean
 .DEFAULT_GOAL := demo
@@ -24,10 +26,20 @@ install: $(VENV)/.installed
 audit: install
 	$(PY) -m octcore.audit $(DATA)
 
+# Audit and split the bundled sample, train the classical model and (when BASE can be loaded) the ViT,
+# then serve both in the Space on http://127.0.0.1:7860 (GRADIO_SERVER_PORT to change it).
 demo: install
 	$(PY) -m octcore.audit $(DATA)
 	$(PY) -m octcore.split $(DATA) --out $(OUT)/split.json
 	$(PY) -m baselines.train --data $(DATA) --out $(OUT)/hog-lbp-svm --cache-dir cache
+	@if $(PY) -m train --check-base --base-model $(BASE); then \
+		$(PY) -m train --data $(DATA) --base-model $(BASE) --out $(OUT)/vit $(DEMO_VIT_ARGS) && \
+		$(PY) -m train.export_onnx --model $(OUT)/vit --data $(DATA) || exit 1; \
+	else \
+		echo "No base checkpoint could be loaded from BASE=$(BASE), so no ViT is trained: the Space starts with the"; \
+		echo "classical model alone. For both, give a local copy: make demo BASE=path/to/dinov2-small"; \
+	fi
+	OCT_VIT_MODEL=$(OUT)/vit OCT_BASELINE_MODEL=$(OUT)/hog-lbp-svm $(PY) space/app.py
 
 # The whole study on one dataset: one patient-disjoint split (every trainer derives the same one from
 # the same seed; split.json records it), three classical models and the ViT trained on its train part,

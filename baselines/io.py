@@ -3,16 +3,15 @@
 Loading names the types it trusts; a skops file holding anything else is refused.
 """
 import json
-import os
-import shutil
-import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import skops.io as sio
 
-from baselines.features import scan_features
-from octcore.hub import push_folder
+from baselines.features import PAD_SIZE, band_features, feature_band, feature_maps, scan_features
+from octcore.hub import push_folder, writing_folder
+from octcore.imaging import load_scan
 from octcore.labels import CLASSES
 
 MODEL_FILE, CONFIG_FILE = "model.skops", "config.json"
@@ -31,17 +30,12 @@ class UntrustedModelError(ValueError):
 
 def save_model_folder(out: str | Path, model, config: dict, metrics: dict, card: str) -> Path:
     """Write the folder next to its final place, then rename: a crash never leaves a half-written model."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    sio.dump(model, staging / MODEL_FILE)
-    (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    (staging / "README.md").write_text(card)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
-    return out
+    with writing_folder(out) as staging:
+        sio.dump(model, staging / MODEL_FILE)
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (staging / "README.md").write_text(card)
+    return Path(out)
 
 
 class ClassicalModel:
@@ -53,7 +47,10 @@ class ClassicalModel:
         if self.config.get("classes") != list(CLASSES):
             raise ValueError(f"{folder} was trained for classes {self.config.get('classes')}, not {list(CLASSES)}")
         path = folder / MODEL_FILE
-        untrusted = set(sio.get_untrusted_types(file=path)) - TRUSTED_TYPES
+        try:
+            untrusted = set(sio.get_untrusted_types(file=path)) - TRUSTED_TYPES
+        except zipfile.BadZipFile:
+            raise UntrustedModelError(f"refusing to load {path}: it is not a skops file (a pickle renamed?)") from None
         if untrusted:
             raise UntrustedModelError(f"refusing to load {path}: it holds types this project does not trust: {sorted(untrusted)}")
         self.estimator = sio.load(path, trusted=sorted(TRUSTED_TYPES))
@@ -62,6 +59,12 @@ class ClassicalModel:
         """(n, 4) probabilities in CLASSES order for paths, bytes, PIL images or arrays."""
         return self.estimator.predict_proba(np.stack([scan_features(s, self.config["features"]) for s in scans]))
 
+    def explain(self, scan) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One scan's probabilities and `feature_maps`, both from the one retina band."""
+        settings = self.config["features"]
+        small = feature_band(load_scan(scan, min_size=PAD_SIZE), settings["flatten"], settings["sigma"])
+        return self.estimator.predict_proba(band_features(small, settings["kind"])[None])[0], feature_maps(small)
+
 
 def load_baseline(path_or_repo_id: str | Path) -> ClassicalModel:
     """A classical model from a local folder or a Hugging Face Hub repo id."""
@@ -69,9 +72,9 @@ def load_baseline(path_or_repo_id: str | Path) -> ClassicalModel:
     if not folder.is_dir():
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(str(path_or_repo_id)))
+        folder = Path(snapshot_download(str(path_or_repo_id), allow_patterns=["*.json", "*.md", "*.skops"]))
     if not (folder / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{folder} is not a classical model folder (no {MODEL_FILE})")
+        raise FileNotFoundError(f"{folder} is not a classical model folder (no {MODEL_FILE}; pickle files are never loaded)")
     return ClassicalModel(folder)
 
 

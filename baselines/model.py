@@ -8,7 +8,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.kernel_approximation import Nystroem
-from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -21,13 +20,16 @@ PARAM_GRID = {"C": [3.0, 10.0, 30.0], "gamma_scale": [0.25, 0.5, 1.0]}
 
 class RBFKernel:
     """The RBF kernel as an SVC callable: SVC then solves on the Gram matrix computed by BLAS in one go,
-    about 20x faster than libsvm's own kernel on these 5,000-dimensional features."""
+    about 20x faster than libsvm's own kernel on these 5,000-dimensional features. Computed in the
+    features' float32 (scikit-learn's `rbf_kernel` upcasts in chunks, 2-3x slower): the squared
+    distances are ~1e4 and gamma ~1e-4, so float32 changes a kernel value by less than 1e-6."""
 
     def __init__(self, gamma: float):
         self.gamma = gamma
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return rbf_kernel(a, b, gamma=self.gamma)
+        squared = np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2 * (a @ b.T)
+        return np.exp(-self.gamma * np.maximum(squared, 0))
 
 
 class OCTSVMClassifier(ClassifierMixin, BaseEstimator):

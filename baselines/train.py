@@ -10,7 +10,9 @@ excluded from training). Features are extracted on all cores and cached on disk.
 import argparse
 import hashlib
 import json
+import os
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 from baselines.features import KINDS, scan_features
 from baselines.io import push_to_hub, save_model_folder
 from baselines.model import PARAM_GRID, SOLVERS, OCTSVMClassifier, search_hyperparameters
-from octcore.data import DataError, discover, fingerprint_all, linked_groups, parallel_map, patient_split, targets
+from octcore.data import DataError, discover, fingerprint_all, linked_groups, parallel_imap, patient_split, targets
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
@@ -32,21 +34,42 @@ def _features_of(path: Path, settings: dict) -> tuple[np.ndarray | None, str | N
         return None, e.reason
 
 
-def cached_features(scans, settings: dict, cache_dir: Path | None, progress: bool = True) -> np.ndarray:
-    """(n, 2, d) features; scans already in the cache (same file, size, time and settings) are not recomputed."""
+def cached_features(scans, settings: dict, cache_dir: Path | None, progress: bool = True, every: int = 256) -> np.ndarray:
+    """(n, 2, d) features; scans already in the cache (same file, size, time and settings) are not recomputed.
+
+    The cache is a folder of part files of `every` scans, each written whole (temporary name, then
+    rename) as extraction goes, so a run killed mid-way restarts where it stopped.
+    """
     tag = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    cache_file = cache_dir / f"features-{tag}.npz" if cache_dir else None
+    folder = cache_dir / f"features-{tag}" if cache_dir else None
     keys = [f"{s.path}|{s.path.stat().st_size}|{s.path.stat().st_mtime_ns}" for s in scans]
-    known = dict(np.load(cache_file, allow_pickle=False).items()) if cache_file and cache_file.exists() else {}
+    known = {}
+    for part in sorted(folder.glob("part-*.npz")) if folder else []:
+        with np.load(part, allow_pickle=False) as saved:
+            known.update(zip(saved["keys"].tolist(), saved["rows"]))
     todo = [i for i, k in enumerate(keys) if k not in known]
-    rows = parallel_map(partial(_features_of, settings=settings), [scans[i].path for i in todo], "features", progress=progress) if todo else []
-    for i, (row, reason) in zip(todo, rows):
-        if row is None:
-            raise ScanError(scans[i].key, f"{reason}; remove or fix it (python -m octcore.audit lists every such file)")
-        known[keys[i]] = row
-    if cache_file and todo:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_file, **known)
+    fresh: list[int] = []
+
+    def save_part() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        part = folder / f"part-{time.time_ns()}-{os.getpid()}.npz"
+        staging = folder / f".{part.name}"  # not matched by part-*.npz until renamed
+        np.savez(staging, keys=np.array([keys[i] for i in fresh]), rows=np.stack([known[keys[i]] for i in fresh]))
+        os.replace(staging, part)
+        fresh.clear()
+
+    rows = parallel_imap(partial(_features_of, settings=settings), [scans[i].path for i in todo], "features", progress=progress)
+    try:
+        for i, (row, reason) in zip(todo, rows):
+            if row is None:
+                raise ScanError(scans[i].key, f"{reason}; remove or fix it (python -m octcore.audit lists every such file)")
+            known[keys[i]] = row
+            fresh.append(i)
+            if folder and len(fresh) == every:
+                save_part()
+    finally:  # what was computed is kept, also when a scan turns out unreadable
+        if folder and fresh:
+            save_part()
     return np.stack([known[k] for k in keys])
 
 
@@ -95,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"RBF gamma = this / number of features (default: searched over {PARAM_GRID['gamma_scale']})")
     parser.add_argument("--no-flatten", action="store_true", help="skip retina flattening (for comparison)")
     parser.add_argument("--cache-dir", default="cache", help="feature cache (default ./cache)")
+    parser.add_argument("--cache-every", type=int, default=256, help="write the cache every N scans (a killed run resumes from there)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the model folder to this Hub repo")
     args = parser.parse_args(argv)
@@ -115,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Features, cached.
     settings = {"kind": args.features, "flatten": not args.no_flatten, "sigma": 0.7}
     try:
-        X = cached_features(scans, settings, Path(args.cache_dir) if args.cache_dir else None, progress)
+        X = cached_features(scans, settings, Path(args.cache_dir) if args.cache_dir else None, progress, args.cache_every)
     except ScanError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

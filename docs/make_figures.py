@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from baselines.features import feature_maps  # noqa: E402
+from baselines.features import feature_band, feature_maps  # noqa: E402
 from octcore.imaging import load_scan  # noqa: E402
 from octcore.labels import CLASSES  # noqa: E402
 from train.inference import load_vit  # noqa: E402
@@ -34,7 +34,7 @@ grays = [load_scan(p) for p in scans]
 
 fig, axes = plt.subplots(len(CLASSES), 4, figsize=(16, 2.6 * len(CLASSES)))
 for row, (label, gray) in enumerate(zip(CLASSES, grays)):
-    maps = feature_maps(gray)
+    maps = feature_maps(feature_band(gray))
     for ax, (title, image) in zip(axes[row], [(f"{label}: the scan", gray), ("flattened retina band", maps["band"]),
                                               ("HOG: edge directions per 8x8 cell", maps["hog"]),
                                               ("LBP: local texture code per pixel", maps["lbp"])]):

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,12 +117,17 @@ def fingerprint(path: Path) -> tuple[str | None, str | None]:
     return hashlib.blake2b(pixels.tobytes() + str(pixels.shape).encode(), digest_size=16).hexdigest(), None
 
 
-def parallel_map(function, items: list, desc: str, workers: int | None = None, progress: bool = True) -> list:
-    """`function` over `items` on all cores (in order), with a progress bar on stderr."""
+def parallel_imap(function, items: list, desc: str, workers: int | None = None, progress: bool = True) -> Iterator:
+    """`function` over `items` on all cores, results yielded in order as they come, with a progress bar on stderr."""
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(max_workers=workers) as pool:
         jobs = pool.map(function, items, chunksize=max(1, min(32, len(items) // (8 * workers))))
-        return list(tqdm(jobs, total=len(items), desc=desc, unit="scan", disable=not progress, file=sys.stderr))
+        yield from tqdm(jobs, total=len(items), desc=desc, unit="scan", disable=not progress, file=sys.stderr)
+
+
+def parallel_map(function, items: list, desc: str, workers: int | None = None, progress: bool = True) -> list:
+    """`function` over `items` on all cores (in order), with a progress bar on stderr."""
+    return list(parallel_imap(function, items, desc, workers, progress))
 
 
 def fingerprint_all(scans: list[Scan], workers: int | None = None, progress: bool = True) -> list[tuple[str | None, str | None]]:

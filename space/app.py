@@ -7,6 +7,7 @@ Research and education only: not a medical device, not a diagnosis.
 import csv
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo (or Space bundle) root holds the packages
@@ -27,6 +28,7 @@ EXAMPLES = sorted((HERE / "examples").glob("*.jpeg")) or [  # the Space bundle's
     sorted((HERE.parent / "examples" / "sample" / c).glob("*.jpeg"))[0] for c in CLASSES
     if (HERE.parent / "examples" / "sample" / c).is_dir()]
 DISPLAY_WIDTH = 512
+OUTPUT_IMAGES = Path(gr.utils.get_upload_folder()) / "oct-explanations"
 
 
 def _display(gray: np.ndarray) -> np.ndarray:
@@ -44,6 +46,19 @@ def overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
 
 def _enlarge(image: np.ndarray, factor: int = 4) -> np.ndarray:
     return (np.kron(np.clip(image, 0, 1), np.ones((factor, factor))) * 255).astype(np.uint8)
+
+
+def image_file(pixels: np.ndarray) -> str:
+    """An output image as a JPEG of its own inside Gradio's cache, served as it is.
+
+    Gradio would otherwise save returned arrays under a hash of their content, rewriting the
+    file in place: two people shown the same picture at once (an example scan) could download
+    it mid-write. A uniquely named file is written once; `delete_cache` ages it out.
+    """
+    OUTPUT_IMAGES.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT_IMAGES / f"{uuid.uuid4().hex}.jpeg"
+    Image.fromarray(pixels).save(path, quality=90)
+    return str(path)
 
 
 def _model_text(name: str, result: dict) -> str:
@@ -77,11 +92,11 @@ def analyse(path: str | None, models: Models) -> tuple:
     return ("\n\n".join(lines),
             {c: float(p) for c, p in zip(CLASSES, vit["proba"])} if vit else None,
             _model_text(VIT_NAME, vit) if vit else f"{VIT_NAME} not loaded.",
-            overlay(shown.gray, vit["maps"]["attention"]) if vit else None,
+            image_file(overlay(shown.gray, vit["maps"]["attention"])) if vit else None,
             {c: float(p) for c, p in zip(CLASSES, svm["proba"])} if svm else None,
             _model_text(BASELINE_NAME, svm) if svm else "Classical model not loaded.",
-            _enlarge(svm["maps"]["hog"]) if svm else None,
-            _enlarge(svm["maps"]["lbp"]) if svm else None,
+            image_file(_enlarge(svm["maps"]["hog"])) if svm else None,
+            image_file(_enlarge(svm["maps"]["lbp"])) if svm else None,
             table)
 
 
@@ -105,7 +120,7 @@ def batch(paths: list[str] | None, models: Models) -> tuple[pd.DataFrame, str | 
 
 
 def build(models: Models) -> gr.Blocks:
-    with gr.Blocks(title="OCT B-scan classifier: ViT vs HOG+LBP SVM") as demo:
+    with gr.Blocks(title="OCT B-scan classifier: ViT vs HOG+LBP SVM", delete_cache=(600, 3600)) as demo:  # outputs kept an hour
         gr.Markdown("# Retinal OCT B-scan: a Vision Transformer beside a classical HOG+LBP SVM")
         gr.Markdown(NOTICE)
         if models.problems:
@@ -119,12 +134,12 @@ def build(models: Models) -> gr.Blocks:
                 with gr.Column():
                     vit_label = gr.Label(num_top_classes=4, label=VIT_NAME, elem_id="vit-label")
                     vit_text = gr.Markdown()
-                    vit_map = gr.Image(label="ViT attention rollout (where the model looked)", type="numpy", format="jpeg")
+                    vit_map = gr.Image(label="ViT attention rollout (where the model looked)", type="filepath")
                 with gr.Column():
                     svm_label = gr.Label(num_top_classes=4, label=BASELINE_NAME, elem_id="svm-label")
                     svm_text = gr.Markdown()
-                    hog_map = gr.Image(label="HOG of the flattened retina band (edge directions)", type="numpy", format="jpeg")
-                    lbp_map = gr.Image(label="LBP codes of the band (local texture)", type="numpy", format="jpeg")
+                    hog_map = gr.Image(label="HOG of the flattened retina band (edge directions)", type="filepath")
+                    lbp_map = gr.Image(label="LBP codes of the band (local texture)", type="filepath")
             frames = gr.Dataframe(headers=["frame", VIT_NAME, BASELINE_NAME, "warnings"], label="Per frame")
             upload.change(lambda p: analyse(p, models), inputs=upload, api_name="predict",
                           outputs=[summary, vit_label, vit_text, vit_map, svm_label, svm_text, hog_map, lbp_map, frames])
@@ -140,4 +155,6 @@ def build(models: Models) -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    build(Models()).queue(default_concurrency_limit=4, max_size=256).launch()  # host/port: GRADIO_SERVER_NAME/PORT
+    # host/port: GRADIO_SERVER_NAME/PORT. The app keeps no per-visitor state, so Gradio need not remember
+    # 10,000 sessions (its default; ~56 kB each, and every API call is a new session).
+    build(Models()).queue(default_concurrency_limit=4, max_size=256).launch(state_session_capacity=200)

@@ -4,10 +4,12 @@
 
 The bundle keeps the repository's layout, trimmed to what the app imports: space/ (app, engine,
 a few example scans), octcore/, baselines/, train/inference.py, the Space README (its YAML header
-points Spaces at space/app.py) and requirements. --vit / --baseline copy model folders into
-space/models/ (the app's defaults; only the int8 ONNX of the ViT is copied when one exists, with
-the config and processor); without them, set OCT_VIT_MODEL / OCT_BASELINE_MODEL in the Space's
-settings to Hub ids. --dry-run builds the folder and stops; otherwise it is uploaded with huggingface_hub.
+points Spaces at space/app.py) and requirements. --vit / --baseline take a local model folder, copied
+into space/models/ (the app's defaults; only the int8 ONNX of the ViT is copied when one exists,
+with the config and processor), or a Hub model id: listed in the README's `models:` (which links
+the Space and the model pages) and, on upload, set as the Space's OCT_VIT_MODEL / OCT_BASELINE_MODEL
+variable, which the app loads from. --dry-run builds the folder and stops; otherwise it is uploaded
+with huggingface_hub.
 """
 import argparse
 import shutil
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from octcore.labels import CLASSES
+from space.engine import BASELINE_ENV, VIT_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"octcore": None, "baselines": None, "space": ["__init__.py", "app.py", "engine.py"],
@@ -22,7 +25,12 @@ PACKAGES = {"octcore": None, "baselines": None, "space": ["__init__.py", "app.py
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "checkpoints", "model.onnx")
 
 
-def build_bundle(out: Path, vit: Path | None = None, baseline: Path | None = None) -> Path:
+def _is_folder(model: str | None) -> bool:
+    return bool(model) and Path(model).is_dir()
+
+
+def build_bundle(out: Path, vit: str | None = None, baseline: str | None = None) -> Path:
+    """The Space folder; `vit` and `baseline` are local model folders (copied) or Hub ids (named in `models:`)."""
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     for package, files in PACKAGES.items():
@@ -32,14 +40,16 @@ def build_bundle(out: Path, vit: Path | None = None, baseline: Path | None = Non
             (staging / package).mkdir(parents=True)
             for name in files:
                 shutil.copy2(ROOT / package / name, staging / package / name)
-    shutil.copy2(ROOT / "space" / "README.md", staging / "README.md")
+    hub_ids = [m for m in (vit, baseline) if m and not _is_folder(m)]
+    readme = (ROOT / "space" / "README.md").read_text()
+    (staging / "README.md").write_text(readme.replace("\nmodels: []\n", f"\nmodels: [{', '.join(hub_ids)}]\n", 1))
     shutil.copy2(ROOT / "space" / "requirements.txt", staging / "requirements.txt")
     (staging / "space" / "examples").mkdir()
     for label in CLASSES:
         example = sorted((ROOT / "examples" / "sample" / label).glob("*.jpeg"))[0]
         shutil.copy2(example, staging / "space" / "examples" / example.name)
     for source, name in ((vit, "vit"), (baseline, "hog-lbp-svm")):
-        if source:
+        if _is_folder(source):
             shutil.copytree(source, staging / "space" / "models" / name, ignore=SKIP)
     vit_copy = staging / "space" / "models" / "vit"
     if (vit_copy / "onnx" / "model_int8.onnx").is_file():
@@ -52,14 +62,17 @@ def build_bundle(out: Path, vit: Path | None = None, baseline: Path | None = Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m space.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to build the bundle in (replaced)")
-    parser.add_argument("--vit", type=Path, help="a ViT folder from python -m train (and train.export_onnx)")
-    parser.add_argument("--baseline", type=Path, help="a model folder from python -m baselines.train")
+    parser.add_argument("--vit", help="a ViT folder from python -m train (and train.export_onnx), or its Hub id")
+    parser.add_argument("--baseline", help="a model folder from python -m baselines.train, or its Hub id")
     parser.add_argument("--repo", help="the Space to upload to, e.g. USER/oct-classifier")
     parser.add_argument("--dry-run", action="store_true", help="build the folder only")
     args = parser.parse_args(argv)
-    for folder in (args.vit, args.baseline):
-        if folder and not (folder / "config.json").is_file():
-            print(f"error: {folder} is not a model folder (no config.json)", file=sys.stderr)
+    for model in (args.vit, args.baseline):
+        if _is_folder(model) and not (Path(model) / "config.json").is_file():
+            print(f"error: {model} is not a model folder (no config.json)", file=sys.stderr)
+            return 2
+        if model and not _is_folder(model) and model.count("/") != 1:
+            print(f"error: {model} is neither a folder nor a Hub id (USER/NAME)", file=sys.stderr)
             return 2
     bundle = build_bundle(Path(args.out), args.vit, args.baseline)
     size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
@@ -69,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.repo:
         print("error: --repo USER/SPACE is needed to upload (or pass --dry-run)", file=sys.stderr)
         return 2
-    from huggingface_hub import create_repo, upload_folder
+    from huggingface_hub import add_space_variable, create_repo, upload_folder
 
     create_repo(args.repo, repo_type="space", space_sdk="gradio", exist_ok=True)
+    for model, variable in ((args.vit, VIT_ENV), (args.baseline, BASELINE_ENV)):
+        if model and not _is_folder(model):
+            add_space_variable(args.repo, variable, model)
     url = upload_folder(repo_id=args.repo, repo_type="space", folder_path=str(bundle), commit_message="Deploy OCT Space").commit_url
     print(f"uploaded: {url}")
     return 0

@@ -122,7 +122,7 @@ def _zip_frames(data: bytes, name: str) -> list[Frame]:
             break
         try:
             with archive.open(member) as handle:
-                content = handle.read(MAX_BYTES + 1)
+                content = handle.read(member.file_size + 1)  # never more than the header declares (a lying header fails its CRC)
         except Exception as e:  # encrypted, corrupt or unsupported compression
             frames.append(Frame(label, error=f"cannot read {label}: {type(e).__name__}: {e}"))
             continue
@@ -165,13 +165,9 @@ def classify(frame: Frame, models: Models, explain: bool = True) -> Frame:
         proba, heat = models.vit.explain([frame.gray])
         frame.results[VIT_NAME] = {"proba": proba[0], "ms": (time.perf_counter() - start) * 1000, "maps": {"attention": heat[0]}}
     if models.baseline is not None:
-        from baselines.features import feature_maps
-
         start = time.perf_counter()
-        proba = models.baseline.predict_proba([frame.gray])
-        ms = (time.perf_counter() - start) * 1000
-        maps = feature_maps(frame.gray, **{k: v for k, v in models.baseline.config["features"].items() if k != "kind"}) if explain else {}
-        frame.results[BASELINE_NAME] = {"proba": proba[0], "ms": ms, "maps": maps}
+        proba, maps = models.baseline.explain(frame.gray) if explain else (models.baseline.predict_proba([frame.gray])[0], {})
+        frame.results[BASELINE_NAME] = {"proba": proba, "ms": (time.perf_counter() - start) * 1000, "maps": maps}
     tops = {name: CLASSES[int(r["proba"].argmax())] for name, r in frame.results.items()}
     for name, r in frame.results.items():
         if r["proba"].max() < LOW_CONFIDENCE:

@@ -100,3 +100,13 @@ def small_baseline(tmp_path_factory) -> Path:
     model = OCTSVMClassifier(C=10, gamma_scale=0.5).fit(X, y)
     folder = tmp_path_factory.mktemp("baseline") / "hog-lbp-svm"
     return save_model_folder(folder, model, {"classes": list(CLASSES), "features": settings}, {}, "# test model")
+
+
+@pytest.fixture(scope="session")
+def models(tiny_vit, small_baseline):
+    """Both models loaded as the Space loads them (the tiny ViT, the small SVM)."""
+    from space.engine import Models
+
+    loaded = Models(vit=str(tiny_vit), baseline=str(small_baseline))
+    assert loaded.names == ["ViT", "HOG+LBP SVM"] and not loaded.problems
+    return loaded

@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hostile import dicom
 from octcore.labels import CLASSES
 from space.app import analyse, batch, build
 from space.engine import Models
 
 SUMMARY, VIT_LABEL, VIT_TEXT, VIT_MAP, SVM_LABEL, SVM_TEXT, HOG_MAP, LBP_MAP, FRAMES = range(9)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_vit, small_baseline) -> Models:
-    loaded = Models(vit=str(tiny_vit), baseline=str(small_baseline))
-    assert loaded.names == ["ViT", "HOG+LBP SVM"] and not loaded.problems
-    return loaded
 
 
 def write(path: Path, data: bytes) -> str:
@@ -33,32 +27,13 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def dicom(frames: list[np.ndarray]) -> bytes:
-    """A minimal OCT DICOM (uint8, MONOCHROME2) holding the given frames."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.5.4"  # Ophthalmic Tomography Image Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    data = FileDataset("scan.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    stack = np.stack(frames).astype(np.uint8)
-    data.Rows, data.Columns = stack.shape[1:]
-    data.NumberOfFrames = len(frames)
-    data.SamplesPerPixel, data.PhotometricInterpretation = 1, "MONOCHROME2"
-    data.BitsAllocated, data.BitsStored, data.HighBit, data.PixelRepresentation = 8, 8, 7, 0
-    data.PixelData = stack.tobytes()
-    buffer = io.BytesIO()
-    data.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def test_a_real_scan_gets_both_predictions_and_explanations(models, a_scan):
     out = analyse(str(a_scan), models)
     assert set(out[VIT_LABEL]) == set(CLASSES) and set(out[SVM_LABEL]) == set(CLASSES)
     assert abs(sum(out[SVM_LABEL].values()) - 1) < 1e-6
-    assert out[VIT_MAP].ndim == 3 and out[HOG_MAP].ndim == 2 and out[LBP_MAP].ndim == 2
+    images = [Image.open(out[i]) for i in (VIT_MAP, HOG_MAP, LBP_MAP)]
+    assert [i.mode for i in images] == ["RGB", "L", "L"] and images[0].width == 512
+    assert len({out[VIT_MAP], analyse(str(a_scan), models)[VIT_MAP]}) == 2  # each answer gets its own files
     assert " ms" in out[VIT_TEXT] and "referral" in out[SVM_TEXT]
     assert "does not look like" not in out[SUMMARY]
 
@@ -217,3 +192,15 @@ def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tm
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_deploy_with_hub_ids_names_them_in_the_space_readme(tmp_path):
+    from huggingface_hub.repocard import metadata_load
+
+    from space.deploy import main as deploy
+
+    bundle = tmp_path / "bundle"
+    assert deploy(["--out", str(bundle), "--vit", "someone/oct-vit", "--baseline", "someone/oct-hog-lbp-svm", "--dry-run"]) == 0
+    assert metadata_load(bundle / "README.md")["models"] == ["someone/oct-vit", "someone/oct-hog-lbp-svm"]
+    assert not (bundle / "space" / "models").exists()
+    assert deploy(["--out", str(bundle), "--vit", "not-a-folder-or-id", "--dry-run"]) == 2

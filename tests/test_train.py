@@ -126,3 +126,55 @@ def test_unreadable_scan_stops_training_with_its_reason(small_data, tiny_base, t
 def test_export_of_a_folder_that_is_no_vit_is_a_clear_error(small_baseline, capsys):
     assert export_onnx.main(["--model", str(small_baseline)]) == 2
     assert "not a model folder written by python -m train" in capsys.readouterr().err
+
+
+def test_a_crash_while_saving_never_leaves_a_half_written_folder(trained, tmp_path):
+    import shutil
+
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from octcore.data import discover
+    from train.__main__ import save_model_folder
+
+    model, processor = AutoModelForImageClassification.from_pretrained(trained), AutoImageProcessor.from_pretrained(trained)
+    scans = discover(SAMPLE)[:8]
+    split = ["train"] * 6 + ["test"] * 2
+    unserialisable = {"accuracy": object()}  # fails after the weights and processor are written
+    fresh = tmp_path / "fresh"
+    with pytest.raises(TypeError):
+        save_model_folder(fresh, model, processor, unserialisable, "card", scans, split, 0)
+    assert not fresh.exists() and not list(tmp_path.iterdir())  # nothing that could load, no staging left
+
+    previous = tmp_path / "previous"
+    shutil.copytree(trained, previous, ignore=shutil.ignore_patterns("onnx"))
+    (previous / "checkpoints").mkdir(exist_ok=True)
+    weights = load_file(previous / "model.safetensors")
+    model.classifier.weight.data += 1  # a different model whose save then crashes
+    with pytest.raises(TypeError):
+        save_model_folder(previous, model, processor, unserialisable, "card", scans, split, 0)
+    kept = load_file(previous / "model.safetensors")
+    assert all(np.array_equal(kept[k], weights[k]) for k in weights) and (previous / "checkpoints").is_dir()
+    assert [p.name for p in tmp_path.iterdir()] == ["previous"]
+
+
+def test_pickle_weights_are_never_loaded(trained, tmp_path):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForImageClassification
+
+    from train.inference import UnsafeModelError
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("onnx", "checkpoints", "model.safetensors"))
+    torch.save(AutoModelForImageClassification.from_pretrained(trained).state_dict(), folder / "pytorch_model.bin")  # a pickle
+    with pytest.raises(UnsafeModelError, match="pytorch_model.bin"):
+        load_vit(folder)
+
+
+def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
+    from train.__main__ import main
+
+    assert main(["--check-base", "--base-model", str(tiny_base)]) == 0
+    assert main(["--check-base", "--base-model", str(tmp_path)]) == 3  # a folder with no checkpoint in it
+    assert "cannot load the base checkpoint" in capsys.readouterr().err

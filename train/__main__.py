@@ -7,10 +7,13 @@ The run is split by patient (octcore): it trains on train, picks the best epoch 
 the held-out patients (test) with octcore's metrics. Rerunning the same command after an
 interruption resumes from the last checkpoint in OUT/checkpoints and ends with the same model
 (OUT/checkpoints is left for that; delete it once the folder is final, it is never uploaded).
+The finished folder is written beside OUT and renamed into place, so OUT is never half-written.
+`--check-base` only checks that the base checkpoint can be loaded (exit 0, or 3 with the reason).
 """
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForImageClassification, get_cosine_schedule_with_warmup
 
 from octcore.data import DataError, discover, fingerprint_all, linked_groups, patient_split, save_split, select
-from octcore.hub import push_folder
+from octcore.hub import push_folder, writing_folder
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
 from train.card import render_card
@@ -34,9 +37,9 @@ DEFAULT_BASE = "facebook/dinov2-small"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="dataset folder (flat or train/val/test layout)")
+    parser.add_argument("--data", help="dataset folder (flat or train/val/test layout); required")
     parser.add_argument("--base-model", default=DEFAULT_BASE, help=f"Hub id or local folder (default {DEFAULT_BASE})")
-    parser.add_argument("--out", required=True, help="model folder to write (checkpoints go in OUT/checkpoints)")
+    parser.add_argument("--out", help="model folder to write (checkpoints go in OUT/checkpoints); required")
     parser.add_argument("--image-size", metavar="HxW", help="input size (default: 126x252 for DINOv2, which interpolates "
                         "its position embeddings; the checkpoint's square size for ViT/DeiT)")
     parser.add_argument("--epochs", type=int, default=8)
@@ -53,7 +56,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="data-loading processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the finished folder to this Hub repo")
-    return parser.parse_args(argv)
+    parser.add_argument("--check-base", action="store_true",
+                        help="only check that --base-model can be loaded: exit 0 if so, 3 with the reason if not")
+    args = parser.parse_args(argv)
+    if not args.check_base and not (args.data and args.out):
+        parser.error("--data and --out are required")
+    return args
+
+
+def base_problem(base_model: str) -> str | None:
+    """Why the base checkpoint (local folder or Hub id) cannot be loaded, or None if its config loads."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(base_model)
+    except Exception as e:  # offline, missing, private or not a transformers checkpoint
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
 
 
 def param_groups(model, lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
@@ -127,8 +146,28 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: p.name, default=None)
 
 
+def save_model_folder(out: Path, model, processor, metrics: dict, card: str, scans, split, seed: int) -> None:
+    """The Hub-ready folder, written beside OUT and renamed into place; OUT/checkpoints moves with it."""
+    with writing_folder(out) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        processor.save_pretrained(staging)
+        save_split(staging / "split.json", scans, split, seed=seed, method="octcore.patient_split, linked groups")
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (staging / "README.md").write_text(card)
+        if (out / "checkpoints").is_dir():
+            os.replace(out / "checkpoints", staging / "checkpoints")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = base_problem(args.base_model)
+    if problem:
+        print(f"error: cannot load the base checkpoint {args.base_model!r} ({problem}); give a local folder "
+              "or a reachable Hub id with --base-model", file=sys.stderr)
+        return 3
+    if args.check_base:
+        print(f"base checkpoint {args.base_model!r} loads")
+        return 0
     out = Path(args.out)
     accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
@@ -151,16 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     groups = linked_groups(scans, [digest for digest, _ in fingerprints])
     split = patient_split(scans, seed=args.seed, groups=groups)
     held_out = "test"
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_split(out / "split.json", scans, split, seed=args.seed, method="octcore.patient_split, linked groups")
 
     # 2. The base model with a 4-class head, and the one image processor saved with it.
     size = tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else input_size(args.base_model)
     processor = make_processor(args.base_model, size)
     model = AutoModelForImageClassification.from_pretrained(
         args.base_model, num_labels=len(CLASSES), id2label=dict(enumerate(CLASSES)),
-        label2id={c: i for i, c in enumerate(CLASSES)}, ignore_mismatched_sizes=True)
+        label2id={c: i for i, c in enumerate(CLASSES)}, ignore_mismatched_sizes=True, use_safetensors=True)
     frozen = [model.base_model.embeddings] + list(model.base_model.encoder.layer[:args.freeze_layers]) if args.freeze_layers else []
     for module in frozen:
         module.requires_grad_(False)
@@ -227,16 +263,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # 7. The best epoch, scored on patients never seen in training or model selection; save the folder.
     accelerator.wait_for_everyone()
-    best = AutoModelForImageClassification.from_pretrained(checkpoints / "best").to(accelerator.device)
+    best = AutoModelForImageClassification.from_pretrained(checkpoints / "best", use_safetensors=True).to(accelerator.device)
     proba, labels = predict(best, test_loader, accelerator)  # float32, as users run it: not prepared, so no autocast
     if accelerator.is_main_process:
         patients = np.array([s.patient_id for s in test_scans])
         metrics = evaluate(labels, proba, patients, seed=args.seed)
         metrics["history"] = progress.history
-        best.save_pretrained(out, safe_serialization=True)
-        processor.save_pretrained(out)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (out / "README.md").write_text(render_card(args, metrics, scans, split, size, accelerator.num_processes))
+        card = render_card(args, metrics, scans, split, size, accelerator.num_processes)
+        save_model_folder(out, best, processor, metrics, card, scans, split, args.seed)
         accelerator.print(f"test (held-out patients): accuracy {metrics['accuracy']:.3f} {metrics['ci95']['accuracy']}, "
                           f"macro-F1 {metrics['macro_f1']:.3f} on {metrics['n_images']} scans; saved {out}")
         if args.push_to_hub:

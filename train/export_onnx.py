@@ -30,7 +30,7 @@ def export(folder: Path) -> Path:
     quantization of its MatMul/Gemm weights."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = AutoModelForImageClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    model = AutoModelForImageClassification.from_pretrained(folder, attn_implementation="eager", use_safetensors=True).eval()
     size = json.loads((folder / "preprocessor_config.json").read_text())["size"]
     grid = (size["height"] // model.config.patch_size, size["width"] // model.config.patch_size)
     example = torch.zeros(1, 3, size["height"], size["width"])

@@ -78,7 +78,7 @@ class ViTClassifier:
             if threads:
                 torch.set_num_threads(threads)
             self.model = with_rollout(AutoModelForImageClassification.from_pretrained(
-                folder, attn_implementation="eager"), self.grid).eval()
+                folder, attn_implementation="eager", use_safetensors=True), self.grid).eval()
 
     def pixels(self, scans: list[ScanSource]) -> np.ndarray:
         return self.processor(images=[to_image(load_scan(s)) for s in scans], return_tensors="np")["pixel_values"].astype(np.float32)
@@ -105,13 +105,21 @@ class ViTClassifier:
         return self.explain(scans)[0]
 
 
+class UnsafeModelError(ValueError):
+    """A model folder whose weights exist only as pickle files, which can run code when loaded: never loaded."""
+
+
 def load_vit(path_or_repo_id: str | Path, backend: str = "auto", threads: int | None = None) -> ViTClassifier:
-    """A ViT classifier from a local folder or a Hugging Face Hub repo id."""
+    """A ViT classifier from a local folder or a Hugging Face Hub repo id; weights from safetensors or ONNX only."""
     folder = Path(path_or_repo_id)
     if not folder.is_dir():
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(str(path_or_repo_id)))
+        folder = Path(snapshot_download(str(path_or_repo_id), allow_patterns=["*.json", "*.md", "*.safetensors", f"{ONNX_DIR}/*"]))
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} is not a model folder (no config.json)")
+    if not (folder / "model.safetensors").is_file() and not (backend != "torch" and (folder / ONNX_DIR / ONNX_INT8).is_file()):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"))
+        raise UnsafeModelError(f"{folder} has no model.safetensors{' (only ' + ', '.join(pickles) + ')' if pickles else ''}; "
+                               "pickle weights can run code when loaded and are never loaded here")
     return ViTClassifier(folder, backend, threads)

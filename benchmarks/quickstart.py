@@ -1,0 +1,61 @@
+"""Time the README's quick start on a fresh clone: `make demo` until the Space answers, then `make test`.
+
+    python benchmarks/quickstart.py [--base FOLDER_OR_HUB_ID] [--skip-test]
+
+Clones this repository's committed HEAD into a temporary folder (so nothing installed or trained
+here is reused), runs `make demo BASE=...` with the Space on a free port, and times it until the
+Space answers a prediction with the models it trained; says which models it serves. Then stops the
+Space and times `make test` in the same clone (its install is already done by then, as it would be
+for a newcomer who ran the two commands in order).
+"""
+import argparse
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from space_http import ROOT, SCANS, SpaceError, predict
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--base", default="facebook/dinov2-small", help="BASE for make demo (a Hub id or a local folder)")
+parser.add_argument("--skip-test", action="store_true", help="time make demo only")
+parser.add_argument("--timeout", type=float, default=3600)
+args = parser.parse_args()
+
+clone = Path(tempfile.mkdtemp(prefix="quickstart-")) / "repo"
+subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+base = str(Path(args.base).resolve()) if Path(args.base).is_dir() else args.base
+port = 7800 + os.getpid() % 100
+log = (clone.parent / "demo.log").open("w")
+print(f"make demo BASE={base} in {clone} (log: {log.name})")
+start = time.perf_counter()
+demo = subprocess.Popen(["make", "demo", f"BASE={base}"], cwd=clone, stdout=log, stderr=subprocess.STDOUT,
+                        env={**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"},
+                        start_new_session=True)
+try:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}/", timeout=60) as http:
+        while True:
+            try:
+                outputs = predict(http, SCANS[0])
+                break
+            except (httpx.HTTPError, SpaceError):
+                if demo.poll() is not None or time.perf_counter() - start > args.timeout:
+                    raise SystemExit(f"make demo ended (exit {demo.returncode}) before the Space answered; see {log.name}")
+                time.sleep(1)
+    took = time.perf_counter() - start
+    served = [name for name, text in (("ViT", outputs[2]), ("HOG+LBP SVM", outputs[5])) if "not loaded" not in text]
+    print(f"make demo: {took / 60:.1f} min from a fresh clone to the Space answering, serving {' and '.join(served)}")
+finally:
+    os.killpg(demo.pid, signal.SIGTERM)
+    demo.wait(timeout=60)
+for line in (clone.parent / "demo.log").read_text().splitlines():
+    if "accuracy" in line or "No base checkpoint" in line or "base checkpoint" in line:
+        print("  " + line.strip())
+if not args.skip_test:
+    start = time.perf_counter()
+    test = subprocess.run(["make", "test"], cwd=clone, capture_output=True, text=True)
+    summary = test.stdout.strip().splitlines()[-1] if test.stdout.strip() else test.stderr[-500:]
+    print(f"make test: {(time.perf_counter() - start) / 60:.1f} min, exit {test.returncode}: {summary}")

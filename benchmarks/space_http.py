@@ -1,0 +1,76 @@
+"""Talk to a running Space over Gradio's documented HTTP API (what `curl` users do), for the Space
+benchmarks: start the app, upload a file, call an endpoint through the queue, read its event stream,
+fetch the output images.
+
+gradio_client speaks the same protocol but adds ~100 ms of its own per call on this machine
+(measured by space_latency.py), so the benchmarks time the plain HTTP exchange instead.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SCANS = sorted((ROOT / "examples" / "sample").glob("*/*.jpeg"))
+
+
+class SpaceError(RuntimeError):
+    """The app answered a request with an error event, or the stream ended without a result."""
+
+
+def start_space(vit: str, baseline: str, **popen) -> tuple[subprocess.Popen, str]:
+    """`python space/app.py` on a free loopback port with the given models; returns (process, base URL)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OCT_VIT_MODEL": vit, "OCT_BASELINE_MODEL": baseline,
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    server = subprocess.Popen([sys.executable, "space/app.py"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    return server, f"http://127.0.0.1:{port}/"
+
+
+def wait_until_answering(server: subprocess.Popen, url: str, timeout: float = 300) -> float:
+    """Seconds until the app answers its first prediction."""
+    start = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while True:
+            try:
+                predict(client, SCANS[0])
+                return time.perf_counter() - start
+            except (httpx.HTTPError, SpaceError):
+                if server.poll() is not None or time.perf_counter() - start > timeout:
+                    raise RuntimeError("the app exited or did not answer during start-up") from None
+                time.sleep(0.2)
+
+
+def predict(client: httpx.Client, path: Path, endpoint: str = "predict", fetch: bool = True) -> list:
+    """One whole request: upload, queued call, event stream to completion, output images fetched."""
+    with path.open("rb") as handle:
+        uploaded = client.post("gradio_api/upload", files={"files": handle})
+    uploaded.raise_for_status()
+    data = [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}]
+    call = client.post(f"gradio_api/call/{endpoint}", json={"data": data})
+    call.raise_for_status()
+    event = None
+    with client.stream("GET", f"gradio_api/call/{endpoint}/{call.json()['event_id']}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event == "complete":
+                outputs = json.loads(line[5:])
+                break
+            elif line.startswith("data:") and event == "error":
+                raise SpaceError(line[5:].strip())
+        else:
+            raise SpaceError("the event stream ended without a result")
+    if fetch:
+        for output in outputs:
+            if isinstance(output, dict) and output.get("url"):
+                client.get(output["url"]).raise_for_status()
+    return outputs

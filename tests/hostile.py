@@ -1,0 +1,166 @@
+"""Hostile files for the fuzz test and benchmark: malformed JPEG/PNG/TIFF/DICOM, decompression and
+zip bombs, zips with path-traversal member names. Every generator takes a `random.Random`, so a run
+is reproducible from its seed (hypothesis drives the seed in tests, a counter in the benchmark).
+"""
+import io
+import random
+import struct
+import warnings
+import zipfile
+import zlib
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample"
+HOSTILE_NAMES = ["../../etc/passwd", "/etc/shadow", "..\\..\\windows\\win.ini", "C:/boot.ini", "a/../../b.jpeg",
+                 "scan.jpeg", "x" * 300 + ".png", "ünïcödé.tif", "", ".", "nul\x00.jpeg", "dir/", "../scan.dcm"]
+
+
+def dicom(frames: list[np.ndarray], bits_stored: int = 8) -> bytes:
+    """A minimal OCT DICOM (MONOCHROME2, uint8 or uint16) holding the given frames."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.5.4"  # Ophthalmic Tomography Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    data = FileDataset("scan.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    allocated = 8 if bits_stored <= 8 else 16
+    stack = np.stack(frames).astype(np.uint8 if allocated == 8 else np.uint16)
+    data.Rows, data.Columns = stack.shape[1:]
+    data.NumberOfFrames = len(frames)
+    data.SamplesPerPixel, data.PhotometricInterpretation = 1, "MONOCHROME2"
+    data.BitsAllocated, data.BitsStored, data.HighBit, data.PixelRepresentation = allocated, bits_stored, bits_stored - 1, 0
+    data.PixelData = stack.tobytes()
+    buffer = io.BytesIO()
+    data.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@cache
+def valid_files() -> dict[str, bytes]:
+    """Well-formed files of real bundled scans, the starting points for mutation."""
+    paths = sorted(SAMPLE.glob("*/*.jpeg"))
+    image = Image.open(paths[0]).convert("L").resize((256, 124))
+    frames = [np.asarray(Image.open(p).convert("L").resize((128, 62))) for p in paths[::60][:3]]
+    scans = io.BytesIO()
+    with zipfile.ZipFile(scans, "w", zipfile.ZIP_DEFLATED) as archive:
+        for p in paths[:3]:
+            archive.writestr(p.name, p.read_bytes())
+    return {"jpeg": paths[0].read_bytes(), "png": _encode(image, "PNG"), "tiff": _encode(image, "TIFF", compression="tiff_lzw"),
+            "tiff16": _encode(Image.fromarray(np.asarray(image).astype(np.uint16) * 257), "TIFF"),
+            "dicom": dicom(frames), "dicom12": dicom([f.astype(np.uint16) * 16 for f in frames], bits_stored=12),
+            "zip": scans.getvalue()}
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """A few random edits: flipped bytes, boundary values, truncation, inserted, repeated or zeroed runs."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        at = rng.randrange(max(1, len(out)))
+        edit = rng.randrange(6)
+        if edit == 0:
+            out[at:at + 1] = bytes([rng.randrange(256)])
+        elif edit == 1:
+            out[at:at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00"])
+        elif edit == 2:
+            del out[at:]
+        elif edit == 3:
+            out[at:at] = rng.randbytes(rng.randint(1, 64))
+        elif edit == 4:
+            out[at:at] = out[at:at + rng.randint(1, 256)] * rng.randint(2, 16)
+        else:
+            out[at:at + rng.randint(1, 512)] = bytes(min(512, len(out) - at))
+    return bytes(out)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small valid PNG whose header (CRC fixed) claims another size: a decompression-bomb header."""
+    data = bytearray(valid_files()["png"])
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    return bytes(data)
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """The bundled JPEG with its frame header (SOF0) claiming another size."""
+    data = bytearray(valid_files()["jpeg"])
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def dicom_claiming(rng: random.Random) -> bytes:
+    """A DICOM whose Rows / Columns / NumberOfFrames disagree with its pixel data."""
+    import pydicom
+
+    dataset = pydicom.dcmread(io.BytesIO(valid_files()["dicom"]))
+    field = rng.choice(["Rows", "Columns", "NumberOfFrames", "BitsStored"])
+    setattr(dataset, field, rng.choice([0, 1, 3, 65535] + ([-1, 2**31 - 1] if field == "NumberOfFrames" else [])))
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+@cache
+def zip_bomb(lying: bool) -> bytes:
+    """100 MB of zeros in 100 kB. `lying`: the headers claim 1 kB, so only the CRC check can notice."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("zeros.png", "w", force_zip64=False) as member:
+        for _ in range(100):
+            member.write(bytes(1024**2))
+    data = bytearray(buffer.getvalue())
+    if lying:
+        for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local header, central directory
+            at = data.index(signature)
+            data[at + offset:at + offset + 4] = struct.pack("<I", 1024)
+    return bytes(data)
+
+
+def hostile_zip(rng: random.Random) -> bytes:
+    """A zip of 1-8 members with hostile names holding valid, mutated or bomb files, or another zip."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", rng.choice([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])) as archive:
+        warnings.simplefilter("ignore", UserWarning)  # duplicate member names are meant
+        for _ in range(rng.randint(1, 8)):
+            name = rng.choice(HOSTILE_NAMES) or "unnamed"
+            content = rng.choice([lambda: rng.choice(list(valid_files().values())),
+                                  lambda: mutate(rng.choice(list(valid_files().values())), rng),
+                                  lambda: valid_files()["zip"], lambda: rng.randbytes(rng.randint(0, 2048))])()
+            archive.writestr(zipfile.ZipInfo(name.rstrip("\x00")), content)
+    return buffer.getvalue()
+
+
+KINDS = ("mutated image", "mutated DICOM", "mutated zip", "bomb header", "lying DICOM", "hostile zip", "zip bomb", "random bytes")
+
+
+def hostile_file(kind: str, rng: random.Random) -> bytes:
+    """One input of the given kind."""
+    files = valid_files()
+    if kind == "mutated image":
+        return mutate(files[rng.choice(["jpeg", "png", "tiff", "tiff16"])], rng)
+    if kind == "mutated DICOM":
+        return mutate(files[rng.choice(["dicom", "dicom12"])], rng)
+    if kind == "mutated zip":
+        return mutate(files["zip"], rng)
+    if kind == "bomb header":
+        size = (rng.choice([1, 31, 70_000, 2**31 - 1]), rng.choice([1, 31, 65_000, 2**31 - 1]))
+        return png_claiming(*size) if rng.random() < 0.5 else jpeg_claiming(min(size[0], 65535), min(size[1], 65535))
+    if kind == "lying DICOM":
+        return dicom_claiming(rng)
+    if kind == "hostile zip":
+        return hostile_zip(rng)
+    if kind == "zip bomb":
+        return zip_bomb(rng.random() < 0.5)
+    return rng.randbytes(rng.randint(0, 4096))
