@@ -49,8 +49,9 @@ try:
     served = [name for name, text in (("ViT", outputs[2]), ("HOG+LBP SVM", outputs[5])) if "not loaded" not in text]
     print(f"make demo: {took / 60:.1f} min from a fresh clone to the Space answering, serving {' and '.join(served)}")
 finally:
-    os.killpg(demo.pid, signal.SIGTERM)
-    demo.wait(timeout=60)
+    if demo.poll() is None:
+        os.killpg(demo.pid, signal.SIGTERM)
+        demo.wait(timeout=60)
 for line in (clone.parent / "demo.log").read_text().splitlines():
     if "accuracy" in line or "No base checkpoint" in line or "base checkpoint" in line:
         print("  " + line.strip())

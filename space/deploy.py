@@ -22,7 +22,7 @@ from space.engine import BASELINE_ENV, VIT_ENV
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"octcore": None, "baselines": None, "space": ["__init__.py", "app.py", "engine.py"],
             "train": ["__init__.py", "inference.py"]}
-SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "checkpoints", "model.onnx")
+SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "checkpoints", "model.onnx", "*.rejected.onnx")
 
 
 def _is_folder(model: str | None) -> bool:

@@ -178,3 +178,14 @@ def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
     assert main(["--check-base", "--base-model", str(tiny_base)]) == 0
     assert main(["--check-base", "--base-model", str(tmp_path)]) == 3  # a folder with no checkpoint in it
     assert "cannot load the base checkpoint" in capsys.readouterr().err
+
+
+def test_an_int8_export_outside_the_tolerance_is_never_served(trained, small_data, tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "vit"
+    shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("onnx", "checkpoints"))
+    monkeypatch.setattr(export_onnx, "MIN_AGREEMENT", 1.01)  # no export can pass this
+    assert export_onnx.main(["--model", str(folder), "--data", str(small_data), "--threads", "1"]) == 1
+    assert not (folder / "onnx" / "model_int8.onnx").exists() and (folder / "onnx" / export_onnx.REJECTED).is_file()
+    assert load_vit(folder).backend == "torch"

@@ -23,6 +23,7 @@ from octcore.data import discover, load_split, select
 from train.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, load_vit, with_rollout
 
 MAX_MEAN_PROB_DIFF, CONFIDENT_MARGIN, MIN_AGREEMENT = 0.02, 0.1, 0.98
+REJECTED = "model_int8.rejected.onnx"  # where an export that fails the check is put aside
 
 
 def export(folder: Path) -> Path:
@@ -95,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     (folder / ONNX_DIR / "check.json").write_text(json.dumps(report, indent=2))
     check = report.get("agreement")
     if check and (check["top1_agreement_when_confident"] < MIN_AGREEMENT or check["mean_abs_prob_diff"] > MAX_MEAN_PROB_DIFF):
-        print("error: the int8 export does not agree with PyTorch within the tolerance", file=sys.stderr)
+        path.replace(path.with_name(REJECTED))  # so nothing serves it: load_vit falls back to PyTorch
+        print(f"error: the int8 export does not agree with PyTorch within the tolerance; kept aside as {REJECTED}, "
+              "so the model runs in PyTorch", file=sys.stderr)
         return 1
     return 0
 
