@@ -20,7 +20,7 @@ BAND_ABOVE, BAND_BELOW = 70, 26   # rows kept above and below the fitted RPE lin
 FEATURE_SIZE = (48, 128)  # the band is resized to this before HOG and LBP
 LBP_SCALES = ((8, 1), (16, 2), (24, 3))
 LBP_GRID = (4, 8)
-HOG_PARAMS = {"orientations": 9, "pixels_per_cell": (8, 8), "cells_per_block": (2, 2)}
+HOG_PARAMS = {"orientations": 12, "pixels_per_cell": (8, 8), "cells_per_block": (2, 2)}  # 12 > 9: nested CV 0.856 vs 0.846 (README)
 KINDS = ("hog", "lbp", "hog+lbp")
 
 

@@ -5,12 +5,15 @@
 Research and education only: not a medical device, not a diagnosis.
 """
 import csv
+import ctypes
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo (or Space bundle) root holds the packages
+if sys.platform == "linux":  # glibc: at most 2 malloc arenas (M_ARENA_MAX), not 8 per core; Gradio's worker threads
+    ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # would otherwise each grow one (~200 MB more resident under load)
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
