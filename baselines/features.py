@@ -112,8 +112,9 @@ def _hog_stamps() -> np.ndarray:
 
 
 def hog_map(small: np.ndarray) -> np.ndarray:
-    """HOG as a picture, drawn from the block-normalised histograms the classifier sees (each cell's
-    histogram averaged over the blocks that hold it); skimage's own `visualize` is 5x slower."""
+    """HOG as a picture: the block-normalised histograms the classifier sees (each cell's averaged
+    over the blocks that hold it), weighted by the cell's gradient strength so strong edges stand out
+    as in skimage's `visualize`, which is 5x slower."""
     blocks = hog(small, **HOG_PARAMS, feature_vector=False)  # (block rows, block cols, cell rows, cell cols, bins)
     block_rows, block_cols, cell_rows, cell_cols, bins = blocks.shape
     total = np.zeros((block_rows + cell_rows - 1, block_cols + cell_cols - 1, bins))
@@ -122,7 +123,11 @@ def hog_map(small: np.ndarray) -> np.ndarray:
         for x in range(cell_cols):
             total[y:y + block_rows, x:x + block_cols] += blocks[:, :, y, x]
             count[y:y + block_rows, x:x + block_cols] += 1
-    cells, stamps = total / count, _hog_stamps()
+    size = HOG_PARAMS["pixels_per_cell"]
+    rows, cols = total.shape[:2]
+    gy, gx = np.gradient(small)
+    strength = np.hypot(gx, gy)[:rows * size[0], :cols * size[1]].reshape(rows, size[0], cols, size[1]).mean(axis=(1, 3))
+    cells, stamps = total / count * (strength / (strength.max() + 1e-8))[..., None], _hog_stamps()
     picture = np.einsum("rco,oyx->rycx", cells, stamps).reshape(cells.shape[0] * stamps.shape[1], cells.shape[1] * stamps.shape[2])
     return picture / (picture.max() + 1e-8)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import skops.io as sio
 
-from baselines.features import PAD_SIZE, band_features, feature_band, feature_maps, scan_features
+from baselines.features import FEATURE_SIZE, PAD_SIZE, band_features, feature_band, feature_maps, scan_features
 from octcore.hub import push_folder, writing_folder
 from octcore.imaging import load_scan
 from octcore.labels import CLASSES
@@ -54,6 +54,11 @@ class ClassicalModel:
         if untrusted:
             raise UntrustedModelError(f"refusing to load {path}: it holds types this project does not trust: {sorted(untrusted)}")
         self.estimator = sio.load(path, trusted=sorted(TRUSTED_TYPES))
+        expected = getattr(self.estimator, "n_features_in_", None)
+        made = band_features(np.zeros(FEATURE_SIZE, np.float32), self.config["features"]["kind"]).shape[-1]
+        if expected is not None and expected != made:
+            raise ValueError(f"{folder} was trained on {expected} features per view, but this version's feature "
+                             f"settings make {made}: retrain it with python -m baselines.train")
 
     def predict_proba(self, scans: list) -> np.ndarray:
         """(n, 4) probabilities in CLASSES order for paths, bytes, PIL images or arrays."""

@@ -70,7 +70,7 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
             folds = StratifiedGroupKFold(self.calibration_folds, shuffle=True, random_state=self.random_state)
             splits = list(folds.split(both, y, groups))
             self.model_ = CalibratedClassifierCV(svm, method="sigmoid", cv=splits, ensemble=False).fit(both, y)
-        self.classes_ = self.model_.classes_
+        self.classes_, self.n_features_in_ = self.model_.classes_, X.shape[-1]
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

@@ -153,3 +153,12 @@ def test_pickles_are_never_loaded(trained, tmp_path):
 def test_bad_data_folder_exits_with_a_message(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_model_from_other_feature_settings_is_refused_with_a_message(trained, tmp_path, monkeypatch):
+    import baselines.features
+
+    reference, _ = trained
+    monkeypatch.setitem(baselines.features.HOG_PARAMS, "orientations", 9)  # as an older version made them
+    with pytest.raises(ValueError, match="retrain it"):
+        load_baseline(reference)
