@@ -140,6 +140,11 @@ def feature_maps(small: np.ndarray) -> dict[str, np.ndarray]:
     return {"band": small, "hog": hog_map(small), "lbp": codes / (points + 1)}
 
 
+def scan_band(source: ScanSource, settings: dict) -> np.ndarray:
+    """The `feature_band` of any scan source, with a model's saved feature settings (kind, flatten, sigma)."""
+    return feature_band(load_scan(source, min_size=PAD_SIZE), settings["flatten"], settings["sigma"])
+
+
 def scan_features(source: ScanSource, settings: dict) -> np.ndarray:
-    """`extract` of any scan source with a model's saved feature settings (kind, flatten, sigma)."""
-    return extract(load_scan(source, min_size=PAD_SIZE), **settings)
+    """`extract` of any scan source with a model's saved feature settings."""
+    return band_features(scan_band(source, settings), settings["kind"])

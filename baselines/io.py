@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import skops.io as sio
 
-from baselines.features import FEATURE_SIZE, PAD_SIZE, band_features, feature_band, feature_maps, scan_features
+from baselines.features import FEATURE_SIZE, band_features, feature_maps, scan_band, scan_features
 from octcore.hub import push_folder, writing_folder
-from octcore.imaging import load_scan
 from octcore.labels import CLASSES
 
 MODEL_FILE, CONFIG_FILE = "model.skops", "config.json"
@@ -66,9 +65,8 @@ class ClassicalModel:
 
     def explain(self, scan) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One scan's probabilities and `feature_maps`, both from the one retina band."""
-        settings = self.config["features"]
-        small = feature_band(load_scan(scan, min_size=PAD_SIZE), settings["flatten"], settings["sigma"])
-        return self.estimator.predict_proba(band_features(small, settings["kind"])[None])[0], feature_maps(small)
+        small = scan_band(scan, self.config["features"])
+        return self.estimator.predict_proba(band_features(small, self.config["features"]["kind"])[None])[0], feature_maps(small)
 
 
 def load_baseline(path_or_repo_id: str | Path) -> ClassicalModel:

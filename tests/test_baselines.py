@@ -73,6 +73,9 @@ def test_trained_folder_reloads_with_identical_predictions(trained, sample):
     proba = first.predict_proba(scans)
     assert proba.shape == (8, 4) and np.allclose(proba.sum(axis=1), 1)
     assert np.array_equal(proba, second.predict_proba([p.read_bytes() for p in scans]))
+    # The Space's path (probabilities and maps from one band) gives the same probabilities.
+    explained, maps = first.explain(scans[0])
+    assert np.allclose(explained, proba[0], atol=1e-6) and set(maps) == {"band", "hog", "lbp"}
 
 
 def test_refit_uses_the_feature_cache(trained, tmp_path):
