@@ -12,8 +12,10 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo (or Space bundle) root holds the packages
-if sys.platform == "linux":  # glibc: at most 2 malloc arenas (M_ARENA_MAX), not 8 per core; Gradio's worker threads
-    ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # would otherwise each grow one (~200 MB more resident under load)
+try:  # glibc: at most 2 malloc arenas (M_ARENA_MAX), not 8 per core; Gradio's worker threads would
+    ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # otherwise each grow one (~200 MB more resident under load)
+except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to cap
+    pass
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
