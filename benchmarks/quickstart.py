@@ -16,8 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-from space_http import ROOT, SCANS, SpaceError, predict
+from space_http import ROOT, free_port, wait_until_answering
+
+from space.engine import BASELINE_NAME, VIT_NAME
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--base", default="facebook/dinov2-small", help="BASE for make demo (a Hub id or a local folder)")
@@ -28,7 +29,7 @@ args = parser.parse_args()
 clone = Path(tempfile.mkdtemp(prefix="quickstart-")) / "repo"
 subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
 base = str(Path(args.base).resolve()) if Path(args.base).is_dir() else args.base
-port = 7800 + os.getpid() % 100
+port = free_port()
 log = (clone.parent / "demo.log").open("w")
 print(f"make demo BASE={base} in {clone} (log: {log.name})")
 start = time.perf_counter()
@@ -36,17 +37,12 @@ demo = subprocess.Popen(["make", "demo", f"BASE={base}"], cwd=clone, stdout=log,
                         env={**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"},
                         start_new_session=True)
 try:
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}/", timeout=60) as http:
-        while True:
-            try:
-                outputs = predict(http, SCANS[0])
-                break
-            except (httpx.HTTPError, SpaceError):
-                if demo.poll() is not None or time.perf_counter() - start > args.timeout:
-                    raise SystemExit(f"make demo ended (exit {demo.returncode}) before the Space answered; see {log.name}")
-                time.sleep(1)
+    try:
+        _, outputs = wait_until_answering(demo, f"http://127.0.0.1:{port}/", args.timeout)
+    except RuntimeError:
+        raise SystemExit(f"make demo ended (exit {demo.returncode}) before the Space answered; see {log.name}") from None
     took = time.perf_counter() - start
-    served = [name for name, text in (("ViT", outputs[2]), ("HOG+LBP SVM", outputs[5])) if "not loaded" not in text]
+    served = [name for name, text in ((VIT_NAME, outputs[2]), (BASELINE_NAME, outputs[5])) if "not loaded" not in text]
     print(f"make demo: {took / 60:.1f} min from a fresh clone to the Space answering, serving {' and '.join(served)}")
 finally:
     if demo.poll() is None:

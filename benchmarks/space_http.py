@@ -23,11 +23,15 @@ class SpaceError(RuntimeError):
     """The app answered a request with an error event, or the stream ended without a result."""
 
 
-def start_space(vit: str, baseline: str, **popen) -> tuple[subprocess.Popen, str]:
-    """`python space/app.py` on a free loopback port with the given models; returns (process, base URL)."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def start_space(vit: str, baseline: str, **popen) -> tuple[subprocess.Popen, str]:
+    """`python space/app.py` on a free loopback port with the given models; returns (process, base URL)."""
+    port = free_port()
     env = {**os.environ, "OCT_VIT_MODEL": vit, "OCT_BASELINE_MODEL": baseline,
            "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
     server = subprocess.Popen([sys.executable, "space/app.py"], cwd=ROOT, env=env,
@@ -35,14 +39,14 @@ def start_space(vit: str, baseline: str, **popen) -> tuple[subprocess.Popen, str
     return server, f"http://127.0.0.1:{port}/"
 
 
-def wait_until_answering(server: subprocess.Popen, url: str, timeout: float = 300) -> float:
-    """Seconds until the app answers its first prediction."""
+def wait_until_answering(server: subprocess.Popen, url: str, timeout: float = 300) -> tuple[float, list]:
+    """Seconds until the app answers its first prediction, and that answer's outputs."""
     start = time.perf_counter()
     with httpx.Client(base_url=url, timeout=60) as client:
         while True:
             try:
-                predict(client, SCANS[0])
-                return time.perf_counter() - start
+                outputs = predict(client, SCANS[0])
+                return time.perf_counter() - start, outputs
             except (httpx.HTTPError, SpaceError):
                 if server.poll() is not None or time.perf_counter() - start > timeout:
                     raise RuntimeError("the app exited or did not answer during start-up") from None

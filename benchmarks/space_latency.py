@@ -45,7 +45,7 @@ def show(what: str, ms: np.ndarray) -> None:
 
 server, url = start_space(args.vit, args.baseline)
 try:
-    print(f"cold start to first answer: {wait_until_answering(server, url):.1f} s")
+    print(f"cold start to first answer: {wait_until_answering(server, url)[0]:.1f} s")
     with httpx.Client(base_url=url, timeout=60) as http:
         show(f"whole request over the HTTP API ({args.requests} requests)",
              timed_ms(lambda i: predict(http, SCANS[i % len(SCANS)]), args.requests))

@@ -31,7 +31,7 @@ def resident_mb(process: psutil.Process) -> float:
 
 server, url = start_space(args.vit, args.baseline)
 try:
-    print(f"app answering after {wait_until_answering(server, url):.1f} s")
+    print(f"app answering after {wait_until_answering(server, url)[0]:.1f} s")
     app = psutil.Process(server.pid)
     stop = time.perf_counter() + args.seconds
     latencies, lost, memory = [], [], []
