@@ -1,6 +1,7 @@
 """The ViT trainer on real scans with a tiny randomly initialised DINOv2: train, kill, resume, reload, export."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,8 +130,6 @@ def test_export_of_a_folder_that_is_no_vit_is_a_clear_error(small_baseline, caps
 
 
 def test_a_crash_while_saving_never_leaves_a_half_written_folder(trained, tmp_path):
-    import shutil
-
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     from octcore.data import discover
@@ -158,8 +157,6 @@ def test_a_crash_while_saving_never_leaves_a_half_written_folder(trained, tmp_pa
 
 
 def test_pickle_weights_are_never_loaded(trained, tmp_path):
-    import shutil
-
     import torch
     from transformers import AutoModelForImageClassification
 
@@ -181,8 +178,6 @@ def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
 
 
 def test_an_int8_export_outside_the_tolerance_is_never_served(trained, small_data, tmp_path, monkeypatch):
-    import shutil
-
     folder = tmp_path / "vit"
     shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("onnx", "checkpoints"))
     monkeypatch.setattr(export_onnx, "MIN_AGREEMENT", 1.01)  # no export can pass this
