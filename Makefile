@@ -10,7 +10,7 @@ BASE ?= facebook/dinov2-small
 VIT_ARGS ?= --epochs 8 --batch-size 16 --lr 1e-4 --layer-decay 0.8 --mixed-precision bf16 --workers 1
 DEMO_VIT_ARGS ?= --epochs 4 --batch-size 16 --lr 1e-4 --layer-decay 0.8 --mixed-precision bf16 --workers 1
 
-.PHONY: install demo test audit compare clean
+.PHONY: install demo test lint audit compare clean
 .DEFAULT_GOAL := demo
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -31,9 +31,9 @@ audit: install
 demo: install
 	$(PY) -m octcore.audit $(DATA)
 	$(PY) -m octcore.split $(DATA) --out $(OUT)/split.json
-	$(PY) -m baselines.train --data $(DATA) --out $(OUT)/hog-lbp-svm --cache-dir cache
+	$(PY) -m baselines.train --data $(DATA) --split-file $(OUT)/split.json --out $(OUT)/hog-lbp-svm --cache-dir cache
 	@if $(PY) -m train --check-base --base-model $(BASE); then \
-		$(PY) -m train --data $(DATA) --base-model $(BASE) --out $(OUT)/vit $(DEMO_VIT_ARGS) || exit 1; \
+		$(PY) -m train --data $(DATA) --split-file $(OUT)/split.json --base-model $(BASE) --out $(OUT)/vit $(DEMO_VIT_ARGS) || exit 1; \
 		$(PY) -m train.export_onnx --model $(OUT)/vit --data $(DATA) || echo "The Space runs the ViT in PyTorch."; \
 	else \
 		echo "No base checkpoint could be loaded from BASE=$(BASE), so no ViT is trained: the Space starts with the"; \
@@ -41,19 +41,23 @@ demo: install
 	fi
 	OCT_VIT_MODEL=$(OUT)/vit OCT_BASELINE_MODEL=$(OUT)/hog-lbp-svm $(PY) space/app.py
 
-# The whole study on one dataset: one patient-disjoint split (every trainer derives the same one from
-# the same seed; split.json records it), three classical models and the ViT trained on its train part,
-# all compared on its test part.
+# The whole study on one dataset: one patient-disjoint split (split.json), which every trainer and the
+# comparison read; three classical models and the ViT trained on its train part, all compared on its test part.
 compare: install
 	$(PY) -m octcore.split $(DATA) --out $(STUDY)/split.json
-	for f in hog lbp hog+lbp; do $(PY) -m baselines.train --data $(DATA) --features $$f --out $(STUDY)/$$(echo $$f | tr + -)-svm --cache-dir cache || exit 1; done
-	$(PY) -m train --data $(DATA) --base-model $(BASE) --out $(STUDY)/vit $(VIT_ARGS)
+	for f in hog lbp hog+lbp; do $(PY) -m baselines.train --data $(DATA) --split-file $(STUDY)/split.json --features $$f \
+		--out $(STUDY)/$$(echo $$f | tr + -)-svm --cache-dir cache || exit 1; done
+	$(PY) -m train --data $(DATA) --split-file $(STUDY)/split.json --base-model $(BASE) --out $(STUDY)/vit $(VIT_ARGS)
 	$(PY) -m train.export_onnx --model $(STUDY)/vit --data $(DATA)
 	$(PY) -m compare --data $(DATA) --split-file $(STUDY)/split.json --out $(STUDY)/report \
 		--model $(STUDY)/hog-svm --model $(STUDY)/lbp-svm --model $(STUDY)/hog-lbp-svm --model $(STUDY)/vit
 
 test: install
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) runs

@@ -3,29 +3,84 @@
 The steps follow the classical OCT literature (e.g. Srinivasan et al. 2014): remove the flat white
 padding Kermany's registered scans carry, find the bright RPE line in each column, fit a
 second-order curve to it, flatten the retina along that curve and crop a band around it, so the
-features describe tissue, not background or the eye's curvature. What each step adds on the
-950-scan sample is measured by `python benchmarks/baseline_ablation.py` (README, "Classical baselines").
+features describe tissue, not background or the eye's curvature. What each step adds is measured
+by `python benchmarks/baseline_ablation.py` (docs/results.md).
+
+Every setting that shapes the feature vector is a field of `FeatureSettings`, saved in the model's
+config.json and read back with it, so a model always computes the features it was trained on.
 """
+
+from dataclasses import asdict, dataclass, fields
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 from skimage.draw import line as draw_line
 from skimage.feature import hog, local_binary_pattern
 
-from octcore.imaging import ScanSource, load_scan, remove_padding
+from octcore.imaging import ScanImage, ScanInput, read_scan, resize
 
-PAD_SIZE = (248, 512)     # (height, width) at which the white padding is found: half of Kermany's 496 rows, so JPEGs decode at 1/2 scale
-WORK_SIZE = (128, 256)    # (height, width) at which the retina is found and flattened
-BAND_ABOVE, BAND_BELOW = 70, 26   # rows kept above and below the fitted RPE line, at WORK_SIZE
-FEATURE_SIZE = (48, 128)  # the band is resized to this before HOG and LBP
-LBP_SCALES = ((8, 1), (16, 2), (24, 3))
-LBP_GRID = (4, 8)
-HOG_PARAMS = {"orientations": 12, "pixels_per_cell": (8, 8), "cells_per_block": (2, 2)}  # 12 > 9: nested CV 0.856 vs 0.846 (README)
 KINDS = ("hog", "lbp", "hog+lbp")
+# Bump when the code computes different features from the same settings: folders made before are refused.
+FEATURES_VERSION = 2
 
 
-def resize(gray: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
-    return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size[::-1], resample), dtype=np.float32)
+class FeatureSettingsError(ValueError):
+    """A model folder whose feature settings this version cannot reproduce; the message says to retrain."""
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """How a scan becomes the classical model's feature vector (saved in the model's config.json)."""
+
+    kind: str = "hog+lbp"  # which features: hog, lbp or hog+lbp
+    flatten: bool = True  # flatten the retina along the fitted RPE curve
+    sigma: float = 0.7  # Gaussian denoising of the band (0: none)
+    work_size: tuple[int, int] = (128, 256)  # (height, width) at which the retina is found and flattened
+    band_rows: tuple[int, int] = (70, 26)  # rows kept above and below the RPE line, at work_size
+    band_size: tuple[int, int] = (48, 128)  # the band is resized to this before HOG and LBP
+    hog_orientations: int = 12  # 12 rather than 9: nested CV 0.856 vs 0.846 (docs/results.md)
+    hog_cell: int = 8  # pixels per HOG cell (square)
+    hog_block: int = 2  # cells per HOG block (square)
+    lbp_scales: tuple[tuple[int, int], ...] = ((8, 1), (16, 2), (24, 3))  # (points, radius) of uniform LBP
+    lbp_grid: tuple[int, int] = (4, 8)  # LBP histograms per (rows, columns) of the band
+    version: int = FEATURES_VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown features {self.kind!r}; choose one of {', '.join(KINDS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict | None, where: str = "this model") -> "FeatureSettings":
+        """The settings a model was saved with; FeatureSettingsError when this version cannot reproduce them."""
+        if not isinstance(saved, dict) or saved.get("version") != FEATURES_VERSION:
+            found = saved.get("version", "none") if isinstance(saved, dict) else "none"
+            raise FeatureSettingsError(
+                f"{where} was made with feature settings version {found}, and this version of the project computes "
+                f"version {FEATURES_VERSION}: retrain it with python -m baselines.train"
+            )
+        names = {f.name for f in fields(cls)}
+        unknown = set(saved) - names
+        if unknown:
+            raise FeatureSettingsError(f"{where} has feature settings this version does not know: {sorted(unknown)}")
+        as_tuples = {k: _tuple(v) for k, v in saved.items()}
+        return cls(**as_tuples)
+
+    @property
+    def hog_params(self) -> dict:
+        return {
+            "orientations": self.hog_orientations,
+            "pixels_per_cell": (self.hog_cell,) * 2,
+            "cells_per_block": (self.hog_block,) * 2,
+        }
+
+
+def _tuple(value):
+    """JSON lists back to the tuples the settings hold."""
+    return tuple(_tuple(v) for v in value) if isinstance(value, list) else value
 
 
 def rpe_curve(work: np.ndarray) -> np.ndarray:
@@ -40,68 +95,73 @@ def rpe_curve(work: np.ndarray) -> np.ndarray:
     return fit
 
 
-def retina_band(gray: np.ndarray, flatten: bool = True, sigma: float = 0.7) -> np.ndarray:
-    """The flattened, denoised retina band (BAND_ABOVE + BAND_BELOW rows x WORK_SIZE width) of a scan."""
-    work = resize(remove_padding(resize(gray, PAD_SIZE, Image.Resampling.BOX)), WORK_SIZE)
-    height = WORK_SIZE[0]
-    line = rpe_curve(work) if flatten else np.full(WORK_SIZE[1], float(BAND_ABOVE))
-    rows = np.round(line)[None, :].astype(int) + np.arange(-BAND_ABOVE, BAND_BELOW)[:, None]
+def retina_band(scan: ScanImage, settings: FeatureSettings) -> np.ndarray:
+    """The flattened, denoised retina band (band_rows above + below, work_size wide) of a decoded scan."""
+    work = resize(scan.unpadded, settings.work_size)  # padding was removed once, at DECODE_SIZE
+    height = settings.work_size[0]
+    above, below = settings.band_rows
+    line = rpe_curve(work) if settings.flatten else np.full(settings.work_size[1], float(above))
+    rows = np.round(line)[None, :].astype(int) + np.arange(-above, below)[:, None]
     inside = (rows >= 0) & (rows < height)
     band = np.where(inside, np.take_along_axis(work, np.clip(rows, 0, height - 1), axis=0), 0.0)
-    return ndimage.gaussian_filter(band, sigma) if sigma else band
+    return ndimage.gaussian_filter(band, settings.sigma) if settings.sigma else band
 
 
-def feature_band(gray: np.ndarray, flatten: bool = True, sigma: float = 0.7) -> np.ndarray:
-    """The retina band at FEATURE_SIZE: what HOG and LBP are computed on."""
-    return resize(retina_band(gray, flatten, sigma), FEATURE_SIZE, Image.Resampling.BOX)
+def feature_band(scan: ScanImage, settings: FeatureSettings) -> np.ndarray:
+    """The retina band at band_size: what HOG and LBP are computed on (and what the Space shows)."""
+    return resize(retina_band(scan, settings), settings.band_size, Image.Resampling.BOX)
 
 
-def hog_features(small: np.ndarray) -> np.ndarray:
-    return hog(small, **HOG_PARAMS, feature_vector=True)
+def hog_features(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    return hog(small, **settings.hog_params, feature_vector=True)
 
 
-def lbp_histograms(small: np.ndarray) -> np.ndarray:
-    """Uniform LBP histograms at three radii over a grid: shape (scales, grid rows, grid cols, bins)."""
+def lbp_histograms(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """Uniform LBP histograms at each scale over a grid: shape (scales, grid rows, grid cols, bins)."""
     u8 = np.clip(small * 255, 0, 255).astype(np.uint8)
-    rows, cols = LBP_GRID
+    rows, cols = settings.lbp_grid
     height, width = u8.shape
-    bins = max(points for points, _ in LBP_SCALES) + 2
+    bins = max(points for points, _ in settings.lbp_scales) + 2
     cell = (np.arange(height) * rows // height)[:, None] * cols + (np.arange(width) * cols // width)[None, :]
     cell_sizes = np.bincount(cell.ravel(), minlength=rows * cols)[:, None]
-    out = np.empty((len(LBP_SCALES), rows * cols, bins))
-    for k, (points, radius) in enumerate(LBP_SCALES):
+    out = np.empty((len(settings.lbp_scales), rows * cols, bins))
+    for k, (points, radius) in enumerate(settings.lbp_scales):
         codes = local_binary_pattern(u8, points, radius, "uniform").astype(np.int64)
-        out[k] = np.bincount((cell * bins + codes).ravel(), minlength=rows * cols * bins).reshape(rows * cols, bins) / cell_sizes
-    return out.reshape(len(LBP_SCALES), rows, cols, bins)
+        counts = np.bincount((cell * bins + codes).ravel(), minlength=rows * cols * bins)
+        out[k] = counts.reshape(rows * cols, bins) / cell_sizes
+    return out.reshape(len(settings.lbp_scales), rows, cols, bins)
 
 
-def extract(gray: np.ndarray, kind: str = "hog+lbp", flatten: bool = True, sigma: float = 0.7) -> np.ndarray:
-    """Feature vectors of one scan (a load_scan array) and of its mirror image, as a (2, d) array."""
-    return band_features(feature_band(gray, flatten, sigma), kind)
-
-
-def band_features(small: np.ndarray, kind: str = "hog+lbp") -> np.ndarray:
-    """`extract` from a band already at FEATURE_SIZE (so the Space's maps can share it).
+def band_features(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """Feature vectors of a `feature_band` and of its mirror image, as a (2, d) float32 array.
 
     LBP here is rotation-invariant ('uniform'), so the mirror's histograms are the same cells in
     reversed column order; only HOG is computed twice. LBP histograms are square-rooted (Hellinger).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown features {kind!r}; choose one of {', '.join(KINDS)}")
-    views = [[], []]
-    if "hog" in kind:
-        views[0].append(hog_features(small))
-        views[1].append(hog_features(small[:, ::-1]))
-    if "lbp" in kind:
-        histograms = np.sqrt(lbp_histograms(small))
+    views: list[list[np.ndarray]] = [[], []]
+    if "hog" in settings.kind:
+        views[0].append(hog_features(small, settings))
+        views[1].append(hog_features(small[:, ::-1], settings))
+    if "lbp" in settings.kind:
+        histograms = np.sqrt(lbp_histograms(small, settings))
         views[0].append(histograms.ravel())
         views[1].append(histograms[:, :, ::-1].ravel())
     return np.stack([np.concatenate(v) for v in views]).astype(np.float32)
 
 
-def _hog_stamps() -> np.ndarray:
-    """One line per orientation through an 8x8 cell, perpendicular to its gradient: skimage's HOG drawing."""
-    size, bins = HOG_PARAMS["pixels_per_cell"][0], HOG_PARAMS["orientations"]
+def n_features(settings: FeatureSettings) -> int:
+    """Features per view that these settings make."""
+    return band_features(np.zeros(settings.band_size, np.float32), settings).shape[-1]
+
+
+def scan_features(source: ScanInput, settings: FeatureSettings) -> np.ndarray:
+    """(2, d) features of any scan source (path, bytes, array or an already decoded ScanImage)."""
+    return band_features(feature_band(read_scan(source), settings), settings)
+
+
+def _hog_stamps(settings: FeatureSettings) -> np.ndarray:
+    """One line per orientation through a cell, perpendicular to its gradient: skimage's HOG drawing."""
+    size, bins = settings.hog_cell, settings.hog_orientations
     radius, centre = size // 2 - 1, size // 2
     stamps = np.zeros((bins, size, size))
     for o, angle in enumerate(np.pi * (np.arange(bins) + 0.5) / bins):
@@ -111,40 +171,32 @@ def _hog_stamps() -> np.ndarray:
     return stamps
 
 
-def hog_map(small: np.ndarray) -> np.ndarray:
+def hog_map(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
     """HOG as a picture: the block-normalised histograms the classifier sees (each cell's averaged
     over the blocks that hold it), weighted by the cell's gradient strength so strong edges stand out
     as in skimage's `visualize`, which is 5x slower."""
-    blocks = hog(small, **HOG_PARAMS, feature_vector=False)  # (block rows, block cols, cell rows, cell cols, bins)
+    blocks = hog(
+        small, **settings.hog_params, feature_vector=False
+    )  # (block rows, block cols, cell rows, cell cols, bins)
     block_rows, block_cols, cell_rows, cell_cols, bins = blocks.shape
     total = np.zeros((block_rows + cell_rows - 1, block_cols + cell_cols - 1, bins))
     count = np.zeros(total.shape[:2] + (1,))
     for y in range(cell_rows):
         for x in range(cell_cols):
-            total[y:y + block_rows, x:x + block_cols] += blocks[:, :, y, x]
-            count[y:y + block_rows, x:x + block_cols] += 1
-    size = HOG_PARAMS["pixels_per_cell"]
+            total[y : y + block_rows, x : x + block_cols] += blocks[:, :, y, x]
+            count[y : y + block_rows, x : x + block_cols] += 1
+    size = settings.hog_cell
     rows, cols = total.shape[:2]
     gy, gx = np.gradient(small)
-    strength = np.hypot(gx, gy)[:rows * size[0], :cols * size[1]].reshape(rows, size[0], cols, size[1]).mean(axis=(1, 3))
-    cells, stamps = total / count * (strength / (strength.max() + 1e-8))[..., None], _hog_stamps()
-    picture = np.einsum("rco,oyx->rycx", cells, stamps).reshape(cells.shape[0] * stamps.shape[1], cells.shape[1] * stamps.shape[2])
+    strength = np.hypot(gx, gy)[: rows * size, : cols * size].reshape(rows, size, cols, size).mean(axis=(1, 3))
+    cells, stamps = total / count * (strength / (strength.max() + 1e-8))[..., None], _hog_stamps(settings)
+    picture = np.einsum("rco,oyx->rycx", cells, stamps).reshape(rows * size, cols * size)
     return picture / (picture.max() + 1e-8)
 
 
-def feature_maps(small: np.ndarray) -> dict[str, np.ndarray]:
+def feature_maps(small: np.ndarray, settings: FeatureSettings) -> dict[str, np.ndarray]:
     """What the classical model looks at in a `feature_band`, as images in [0, 1]: the band, its HOG
-    (dominant gradient directions per 8x8 cell) and its LBP codes (local texture, radius 1)."""
-    points, radius = LBP_SCALES[0]
+    (dominant gradient directions per cell) and its LBP codes (local texture, at the finest scale)."""
+    points, radius = settings.lbp_scales[0]
     codes = local_binary_pattern(np.clip(small * 255, 0, 255).astype(np.uint8), points, radius, "uniform")
-    return {"band": small, "hog": hog_map(small), "lbp": codes / (points + 1)}
-
-
-def scan_band(source: ScanSource, settings: dict) -> np.ndarray:
-    """The `feature_band` of any scan source, with a model's saved feature settings (kind, flatten, sigma)."""
-    return feature_band(load_scan(source, min_size=PAD_SIZE), settings["flatten"], settings["sigma"])
-
-
-def scan_features(source: ScanSource, settings: dict) -> np.ndarray:
-    """`extract` of any scan source with a model's saved feature settings."""
-    return band_features(scan_band(source, settings), settings["kind"])
+    return {"band": small, "hog": hog_map(small, settings), "lbp": codes / (points + 1)}

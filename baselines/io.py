@@ -1,84 +1,67 @@
-"""Save, load and publish a classical model folder: skops (never pickle), a JSON config, metrics, a card.
+"""Save and publish a classical model folder: skops (never pickle), a JSON config, metrics, a card.
 
-Loading names the types it trusts; a skops file holding anything else is refused.
+The folder's format (file names, trusted types) is defined by its reader, `models.classical`.
 """
+
 import json
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import skops.io as sio
 
-from baselines.features import FEATURE_SIZE, band_features, feature_maps, scan_band, scan_features
+from models.classical import CONFIG_FILE, MODEL_FILE
 from octcore.hub import push_folder, writing_folder
 from octcore.labels import CLASSES
 
-MODEL_FILE, CONFIG_FILE = "model.skops", "config.json"
-# Beyond what skops trusts by default (scikit-learn estimators, numpy, builtins): exactly these.
-TRUSTED_TYPES = {
-    "baselines.model.OCTSVMClassifier",
-    "baselines.model.RBFKernel",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-}
 
-
-class UntrustedModelError(ValueError):
-    """A model file that holds types this project does not trust; it is never loaded."""
-
-
-def save_model_folder(out: str | Path, model, config: dict, metrics: dict, card: str) -> Path:
-    """Write the folder next to its final place, then rename: a crash never leaves a half-written model."""
+def save_model_folder(
+    out: str | Path, model, config: dict, metrics: dict, card: str, files: dict[str, str] | None = None
+) -> Path:
+    """Write the folder next to its final place, then rename: a crash never leaves a half-written model.
+    files: more text files to write into it (name: content)."""
     with writing_folder(out) as staging:
         sio.dump(model, staging / MODEL_FILE)
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         (staging / "README.md").write_text(card)
+        for name, content in (files or {}).items():
+            (staging / name).write_text(content)
     return Path(out)
 
 
-class ClassicalModel:
-    """A loaded classical model: scans in, class probabilities out, with the features it was trained on."""
+def model_card(config: dict, metrics: dict) -> str:
+    m = metrics
+    ci = m["ci95"]
+    kind = config["features"]["kind"].upper()
+    return f"""---
+library_name: sklearn
+license: apache-2.0
+tags: [oct, retina, ophthalmology, hog, lbp, svm, skops, image-classification]
+datasets: [kermany2018]
+---
+# Classical OCT B-scan classifier: {kind} features + SVM ({config["solver"]})
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.config = json.loads((folder / CONFIG_FILE).read_text())
-        if self.config.get("classes") != list(CLASSES):
-            raise ValueError(f"{folder} was trained for classes {self.config.get('classes')}, not {list(CLASSES)}")
-        path = folder / MODEL_FILE
-        try:
-            untrusted = set(sio.get_untrusted_types(file=path)) - TRUSTED_TYPES
-        except zipfile.BadZipFile:
-            raise UntrustedModelError(f"refusing to load {path}: it is not a skops file (a pickle renamed?)") from None
-        if untrusted:
-            raise UntrustedModelError(f"refusing to load {path}: it holds types this project does not trust: {sorted(untrusted)}")
-        self.estimator = sio.load(path, trusted=sorted(TRUSTED_TYPES))
-        expected = getattr(self.estimator, "n_features_in_", None)
-        made = band_features(np.zeros(FEATURE_SIZE, np.float32), self.config["features"]["kind"]).shape[-1]
-        if expected is not None and expected != made:
-            raise ValueError(f"{folder} was trained on {expected} features per view, but this version's feature "
-                             f"settings make {made}: retrain it with python -m baselines.train")
+Sorts retinal OCT B-scans into {", ".join(CLASSES)}. Research and education only: **not a diagnosis**.
 
-    def predict_proba(self, scans: list) -> np.ndarray:
-        """(n, 4) probabilities in CLASSES order for paths, bytes, PIL images or arrays."""
-        return self.estimator.predict_proba(np.stack([scan_features(s, self.config["features"]) for s in scans]))
+Pipeline: remove the scans' white padding, find and flatten the retina along a quadratic fit of the
+RPE line, crop a band around it, light Gaussian denoising, {kind} features of the band and of its
+mirror image, scaling, an SVM, sigmoid-calibrated probabilities averaged over the two views. Load
+with `models.load_model(folder_or_repo_id)` (skops, trusted types named).
 
-    def explain(self, scan) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One scan's probabilities and `feature_maps`, both from the one retina band."""
-        small = scan_band(scan, self.config["features"])
-        return self.estimator.predict_proba(band_features(small, self.config["features"]["kind"])[None])[0], feature_maps(small)
+## Evaluation ({config["evaluated_on"]})
 
+Trained on {config["n_train"]} scans of `{config["data"]}`; evaluated on {m["n_images"]} scans of
+{m["n_patients"]} patients none of whom were in training.
 
-def load_baseline(path_or_repo_id: str | Path) -> ClassicalModel:
-    """A classical model from a local folder or a Hugging Face Hub repo id."""
-    folder = Path(path_or_repo_id)
-    if not folder.is_dir():
-        from huggingface_hub import snapshot_download
+| accuracy | macro-F1 | urgent-referral sensitivity | urgent-referral specificity | ECE |
+|---|---|---|---|---|
+| {m["accuracy"]:.3f} ({ci["accuracy"][0]:.3f}-{ci["accuracy"][1]:.3f}) \
+| {m["macro_f1"]:.3f} ({ci["macro_f1"][0]:.3f}-{ci["macro_f1"][1]:.3f}) \
+| {m["urgent_referral"]["sensitivity"]} | {m["urgent_referral"]["specificity"]} | {m["ece"]:.3f} |
 
-        folder = Path(snapshot_download(str(path_or_repo_id), allow_patterns=["*.json", "*.md", "*.skops"]))
-    if not (folder / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{folder} is not a classical model folder (no {MODEL_FILE}; pickle files are never loaded)")
-    return ClassicalModel(folder)
+95% intervals: bootstrap over patients. Caveat: the Kermany dataset's official splits share
+patients between train and test; figures on such splits overstate accuracy on new patients.
+Data: Kermany et al. 2018 (CC BY 4.0).
+"""
 
 
 def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:

@@ -4,6 +4,7 @@
 `_`) and works on feature arrays of shape (n, 2, d) from `features.extract`: each scan with its
 mirror image. Training sees both views; prediction averages the two views' probabilities.
 """
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
@@ -40,8 +41,15 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
     calibration_folds=0 skips calibration (no predict_proba; used by the hyperparameter search).
     """
 
-    def __init__(self, solver: str = "auto", C: float = 10.0, gamma_scale: float = 0.5,
-                 n_components: int = 2000, calibration_folds: int = 3, random_state: int = 0):
+    def __init__(
+        self,
+        solver: str = "auto",
+        C: float = 10.0,
+        gamma_scale: float = 0.5,
+        n_components: int = 2000,
+        calibration_folds: int = 3,
+        random_state: int = 0,
+    ):
         self.solver, self.C, self.gamma_scale = solver, C, gamma_scale
         self.n_components, self.calibration_folds, self.random_state = n_components, calibration_folds, random_state
 
@@ -53,7 +61,9 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
         if solver == "rbf":
             return solver, make_pipeline(StandardScaler(), SVC(C=self.C, kernel=RBFKernel(gamma)))
         if solver == "nystroem":
-            kernel = Nystroem(gamma=gamma, n_components=min(self.n_components, n_train), random_state=self.random_state)
+            kernel = Nystroem(
+                gamma=gamma, n_components=min(self.n_components, n_train), random_state=self.random_state
+            )
             return solver, make_pipeline(StandardScaler(), kernel, LinearSVC(C=self.C / 100))
         return solver, make_pipeline(StandardScaler(), LinearSVC(C=self.C / 1000))
 
@@ -90,14 +100,26 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[scores.argmax(axis=1)]
 
 
-def search_hyperparameters(X: np.ndarray, y: np.ndarray, groups: np.ndarray, solver: str = "auto",
-                           grid: dict = PARAM_GRID, folds: int = 3, random_state: int = 0) -> dict:
+def search_hyperparameters(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    solver: str = "auto",
+    grid: dict = PARAM_GRID,
+    folds: int = 3,
+    random_state: int = 0,
+) -> dict:
     """The grid point with the best patient-grouped CV accuracy of the uncalibrated SVM.
 
     Calibration is left out of the search (it would refit every candidate 4 times); the chosen
     values are then fitted once with calibration. Returns {"C": ..., "gamma_scale": ..., "cv_accuracy": ...}.
     """
     cv = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state)
-    search = GridSearchCV(OCTSVMClassifier(solver, calibration_folds=0, random_state=random_state), grid,
-                          cv=cv, scoring="accuracy", n_jobs=-1).fit(np.asarray(X), np.asarray(y), groups=groups)
+    search = GridSearchCV(
+        OCTSVMClassifier(solver, calibration_folds=0, random_state=random_state),
+        grid,
+        cv=cv,
+        scoring="accuracy",
+        n_jobs=-1,
+    ).fit(np.asarray(X), np.asarray(y), groups=groups)
     return {**search.best_params_, "cv_accuracy": float(search.best_score_)}

@@ -6,26 +6,27 @@ Each row adds one step; all rows use the same 5-fold patient-grouped folds (link
 fixed C=10, gamma=0.5/d with an uncalibrated SVM, so only the features change. The searched,
 calibrated model is benchmarks/baseline_cv.py.
 """
+
 import sys
 from functools import partial
 
 import numpy as np
 from PIL import Image
 
-from baselines.features import PAD_SIZE, extract, hog_features, lbp_histograms, resize
+from baselines.features import FeatureSettings, hog_features, lbp_histograms, scan_features
 from baselines.model import OCTSVMClassifier
 from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups, parallel_map, targets
-from octcore.imaging import load_scan
+from octcore.imaging import read_scan, resize
 
 
 def plain_224(path) -> np.ndarray:
     """The usual starting point: the whole scan squashed to 224x224, HOG + LBP, no mirror."""
-    small = resize(load_scan(path), (224, 224), Image.Resampling.BOX)
-    return np.concatenate([hog_features(small), np.sqrt(lbp_histograms(small)).ravel()])[None].astype(np.float32)
+    small, settings = resize(read_scan(path).gray, (224, 224), Image.Resampling.BOX), FeatureSettings()
+    return np.concatenate([hog_features(small, settings), np.sqrt(lbp_histograms(small, settings)).ravel()])[None]
 
 
 def band(path, flatten: bool, sigma: float, mirror: bool) -> np.ndarray:
-    pair = extract(load_scan(path, min_size=PAD_SIZE), "hog+lbp", flatten, sigma)
+    pair = scan_features(path, FeatureSettings(flatten=flatten, sigma=sigma))
     return pair if mirror else pair[:1]
 
 

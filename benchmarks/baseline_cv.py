@@ -7,6 +7,7 @@ search on the training patients only (baselines.model.search_hyperparameters), t
 calibrated model is fitted on them and scored on the held-out patients. Patients sharing an
 identical image are kept together (octcore.data.linked_groups).
 """
+
 import sys
 import tempfile
 import time
@@ -15,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines.features import KINDS
-from baselines.io import load_baseline, save_model_folder
+from baselines.cache import cached_features
+from baselines.features import KINDS, FeatureSettings
+from baselines.io import save_model_folder
 from baselines.model import OCTSVMClassifier, search_hyperparameters
-from baselines.train import cached_features
+from models import load_model
+from models.classical import FORMAT
+from models.timing import one_scan_latency
 from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups, targets
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
@@ -30,7 +34,7 @@ groups = linked_groups(scans, [d for d, _ in fingerprint_all(scans, progress=Fal
 folds = grouped_kfold(scans, 5, seed=0, groups=groups)
 
 for kind in KINDS:
-    settings = {"kind": kind, "flatten": True, "sigma": 0.7}
+    settings = FeatureSettings(kind=kind)
     start = time.perf_counter()
     X = cached_features(scans, settings, cache_dir=None, progress=False)
     rate = len(scans) / (time.perf_counter() - start)
@@ -44,23 +48,22 @@ for kind in KINDS:
         proba[test] = model.predict_proba(X[test])
     report = evaluate(y, proba, patients)
     ci = report["ci95"]
-    print(f"{kind:8s} nested 5-fold patient-grouped CV on {len(scans)} scans: "
-          f"accuracy {report['accuracy']:.3f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
-          f"macro-F1 {report['macro_f1']:.3f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}); "
-          f"features {rate:.0f} scans/s on all cores; CV {time.perf_counter() - start:.0f} s; "
-          f"chosen {dict(chosen)}", flush=True)
+    print(
+        f"{kind:8s} nested 5-fold patient-grouped CV on {len(scans)} scans: "
+        f"accuracy {report['accuracy']:.3f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
+        f"macro-F1 {report['macro_f1']:.3f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}); "
+        f"features {rate:.0f} scans/s on all cores; CV {time.perf_counter() - start:.0f} s; "
+        f"chosen {dict(chosen)}",
+        flush=True,
+    )
 
 # One-scan latency of the default (hog+lbp) model, saved and reloaded as the Space does.
 with tempfile.TemporaryDirectory() as folder:
     model = OCTSVMClassifier().fit(X, y, groups)
-    save_model_folder(Path(folder) / "m", model, {"classes": list(CLASSES), "features": settings}, {}, "")
-    loaded = load_baseline(Path(folder) / "m")
-    files = [s.path.read_bytes() for s in scans[:100]]
-    loaded.predict_proba([files[0]])
-    times = []
-    for data_bytes in files:
-        t = time.perf_counter()
-        loaded.predict_proba([data_bytes])
-        times.append(time.perf_counter() - t)
-    print(f"one-scan prediction (decode, features, SVM), 1 process: median {np.median(times) * 1000:.1f} ms, "
-          f"p95 {np.percentile(times, 95) * 1000:.1f} ms")
+    config = {"format": FORMAT, "classes": list(CLASSES), "features": settings.to_dict()}
+    save_model_folder(Path(folder) / "m", model, config, {}, "")
+    figures = one_scan_latency(load_model(Path(folder) / "m"), [s.path.read_bytes() for s in scans[:100]], 100)
+    print(
+        f"one-scan prediction (decode, features, SVM), 1 process: median {figures['median_ms']} ms, "
+        f"p95 {figures['p95_ms']} ms"
+    )

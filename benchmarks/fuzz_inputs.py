@@ -5,10 +5,11 @@
 The generators are the test suite's (`tests/hostile.py`): mutated JPEG/PNG/TIFF/DICOM/zip files,
 decompression-bomb headers, DICOMs whose header lies, zips with path-traversal names, zip bombs,
 random bytes. Each input goes through `load_scan` (must return a scan or raise ScanError), the
-Space's reader, and, with models given, the whole prediction function (`space.app.analyse`), as a
+Space's reader, and, with models given, the whole prediction function (`space.ui.analyse`), as a
 file with a hostile name in a scratch folder. A crash is any other exception; a hang, an input
 slower than --hang seconds; memory is the process's resident size, sampled every 200 inputs.
 """
+
 import argparse
 import random
 import sys
@@ -24,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from hostile import KINDS, hostile_file  # noqa: E402
 
 from octcore.imaging import ScanError, load_scan  # noqa: E402
-from space.app import analyse  # noqa: E402
 from space.engine import Models, read_bytes  # noqa: E402
+from space.ui import analyse  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--seconds", type=float, default=60)
@@ -53,7 +54,7 @@ while time.perf_counter() - start < args.seconds:
         except ScanError:
             refused[kind] += 1
         frames = read_bytes(data, "upload")
-        assert all(f.gray is not None or f.error for f in frames), "a frame with neither pixels nor an error"
+        assert all(f.scan is not None or f.error for f in frames), "a frame with neither pixels nor an error"
         if models:
             path = scratch / rng.choice(["upload.jpeg", "scan.dcm", "a.zip", "noext"])
             path.write_bytes(data)
@@ -70,12 +71,21 @@ while time.perf_counter() - start < args.seconds:
     i += 1
 elapsed = time.perf_counter() - start
 
-print(f"{sum(tried.values())} inputs in {elapsed:.0f} s ({'loader, reader and prediction function' if models else 'loader and reader'}):")
+print(
+    f"{sum(tried.values())} inputs in {elapsed:.0f} s "
+    f"({'loader, reader and prediction function' if models else 'loader and reader'}):"
+)
 for kind in KINDS:
     print(f"  {kind:14s} {tried[kind]:6d} tried, {refused[kind]:6d} refused by load_scan with a message")
-print(f"crashes: {len(crashes)}; hangs (> {args.hang:g} s): {len(hangs)}; slowest input: {slowest[0] * 1000:.0f} ms ({slowest[1]})")
-print(f"resident memory: {rss[0]:.0f} MB after the first input, {rss[len(rss) // 2]:.0f} MB halfway, {rss[-1]:.0f} MB at the end "
-      f"(max {max(rss):.0f} MB)")
+print(
+    f"crashes: {len(crashes)}; hangs (> {args.hang:g} s): {len(hangs)}; "
+    f"slowest input: {slowest[0] * 1000:.0f} ms ({slowest[1]})"
+)
+print(
+    f"resident memory: {rss[0]:.0f} MB after the first input, {rss[len(rss) // 2]:.0f} MB halfway, "
+    f"{rss[-1]:.0f} MB at the end "
+    f"(max {max(rss):.0f} MB)"
+)
 for kind, index, trace in crashes[:5]:
     print(f"--- crash on {kind} input {index} (seed {args.seed}-{index}):\n{trace}")
 sys.exit(1 if crashes or hangs else 0)

@@ -7,20 +7,26 @@ by 5-fold CV twice: folds drawn over images (a patient's other scans, or the sam
 another patient id, can sit in training) and folds drawn over patients linked by identical images.
 The difference is what a leaky split adds to a reported accuracy.
 """
+
 import sys
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from baselines.cache import cached_features
+from baselines.features import FeatureSettings
 from baselines.model import OCTSVMClassifier
-from baselines.train import cached_features
 from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups, targets
 
 
 def cv_accuracy(X: np.ndarray, y: np.ndarray, folds) -> float:
     predicted = np.zeros_like(y)
     for train, test in folds:
-        predicted[test] = OCTSVMClassifier("rbf", C=10, gamma_scale=0.5, calibration_folds=0).fit(X[train], y[train]).predict(X[test])
+        predicted[test] = (
+            OCTSVMClassifier("rbf", C=10, gamma_scale=0.5, calibration_folds=0)
+            .fit(X[train], y[train])
+            .predict(X[test])
+        )
     return float(np.mean(predicted == y))
 
 
@@ -28,13 +34,21 @@ def main() -> None:
     data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/kermany-oct-sample"
     scans = discover(data)
     y, patients = targets(scans)
-    X = cached_features(scans, {"kind": "hog+lbp", "flatten": True, "sigma": 0.7}, cache_dir=None, progress=False)
+    X = cached_features(scans, FeatureSettings(), cache_dir=None, progress=False)
     groups = linked_groups(scans, [d for d, _ in fingerprint_all(scans, progress=False)])
     by_image = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
-    shared = np.mean([len(set(patients[test]) & set(patients[train])) / len(set(patients[test])) for train, test in by_image])
-    print(f"{len(scans)} scans of {len(set(patients))} patients; in image-level folds {shared:.0%} of test patients also have scans in training")
+    shared = np.mean(
+        [len(set(patients[test]) & set(patients[train])) / len(set(patients[test])) for train, test in by_image]
+    )
+    print(
+        f"{len(scans)} scans of {len(set(patients))} patients; in image-level folds {shared:.0%} of test patients "
+        "also have scans in training"
+    )
     print(f"image-level 5-fold CV (leaky):     accuracy {cv_accuracy(X, y, by_image):.3f}")
-    print(f"patient-level 5-fold CV (honest):  accuracy {cv_accuracy(X, y, grouped_kfold(scans, 5, seed=0, groups=groups)):.3f}")
+    print(
+        "patient-level 5-fold CV (honest):  accuracy "
+        f"{cv_accuracy(X, y, grouped_kfold(scans, 5, seed=0, groups=groups)):.3f}"
+    )
 
 
 if __name__ == "__main__":

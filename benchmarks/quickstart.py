@@ -8,6 +8,7 @@ Space answers a prediction with the models it trained; says which models it serv
 Space and times `make test` in the same clone (its install is already done by then, as it would be
 for a newcomer who ran the two commands in order).
 """
+
 import argparse
 import os
 import signal
@@ -17,8 +18,6 @@ import time
 from pathlib import Path
 
 from space_http import ROOT, free_port, wait_until_answering
-
-from space.engine import BASELINE_NAME, VIT_NAME
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--base", default="facebook/dinov2-small", help="BASE for make demo (a Hub id or a local folder)")
@@ -33,16 +32,27 @@ port = free_port()
 log = (clone.parent / "demo.log").open("w")
 print(f"make demo BASE={base} in {clone} (log: {log.name})")
 start = time.perf_counter()
-demo = subprocess.Popen(["make", "demo", f"BASE={base}"], cwd=clone, stdout=log, stderr=subprocess.STDOUT,
-                        env={**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"},
-                        start_new_session=True)
+demo = subprocess.Popen(
+    ["make", "demo", f"BASE={base}"],
+    cwd=clone,
+    stdout=log,
+    stderr=subprocess.STDOUT,
+    env={**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"},
+    start_new_session=True,
+)
 try:
     try:
         _, outputs = wait_until_answering(demo, f"http://127.0.0.1:{port}/", args.timeout)
     except RuntimeError:
-        raise SystemExit(f"make demo ended (exit {demo.returncode}) before the Space answered; see {log.name}") from None
+        raise SystemExit(
+            f"make demo ended (exit {demo.returncode}) before the Space answered; see {log.name}"
+        ) from None
     took = time.perf_counter() - start
-    served = [name for name, text in ((VIT_NAME, outputs[2]), (BASELINE_NAME, outputs[5])) if "not loaded" not in text]
+    served = [
+        name
+        for name, text in (("the ViT", outputs[2]), ("the classical model", outputs[5]))
+        if "not loaded" not in text
+    ]
     print(f"make demo: {took / 60:.1f} min from a fresh clone to the Space answering, serving {' and '.join(served)}")
 finally:
     if demo.poll() is None:

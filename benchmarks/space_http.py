@@ -5,6 +5,7 @@ fetch the output images.
 gradio_client speaks the same protocol but adds ~100 ms of its own per call on this machine
 (measured by space_latency.py), so the benchmarks time the plain HTTP exchange instead.
 """
+
 import json
 import os
 import socket
@@ -32,10 +33,21 @@ def free_port() -> int:
 def start_space(vit: str, baseline: str, **popen) -> tuple[subprocess.Popen, str]:
     """`python space/app.py` on a free loopback port with the given models; returns (process, base URL)."""
     port = free_port()
-    env = {**os.environ, "OCT_VIT_MODEL": vit, "OCT_BASELINE_MODEL": baseline,
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
-    server = subprocess.Popen([sys.executable, "space/app.py"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    env = {
+        **os.environ,
+        "OCT_VIT_MODEL": vit,
+        "OCT_BASELINE_MODEL": baseline,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "space/app.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **popen,
+    )
     return server, f"http://127.0.0.1:{port}/"
 
 

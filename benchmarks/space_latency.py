@@ -5,10 +5,11 @@
 Cold start: from launching `python space/app.py` to its first answered request. Then --requests
 requests, one after another, with real scans of the bundled sample, over Gradio's HTTP API (upload,
 queued call, event stream, output images fetched: `space_http.py`). Then, to show
-where the time goes: the app's own work (`space.app.analyse` called in this process), the same
+where the time goes: the app's own work (`space.ui.analyse` called in this process), the same
 request through gradio_client, and both protocols' floor (a trivial endpoint that takes an uploaded
 file and returns "ok").
 """
+
 import argparse
 import time
 
@@ -18,8 +19,8 @@ import numpy as np
 from gradio_client import Client, handle_file
 from space_http import SCANS, predict, start_space, wait_until_answering
 
-from space.app import analyse
 from space.engine import Models
+from space.ui import analyse
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--vit", required=True)
@@ -47,11 +48,15 @@ server, url = start_space(args.vit, args.baseline)
 try:
     print(f"cold start to first answer: {wait_until_answering(server, url)[0]:.1f} s")
     with httpx.Client(base_url=url, timeout=60) as http:
-        show(f"whole request over the HTTP API ({args.requests} requests)",
-             timed_ms(lambda i: predict(http, SCANS[i % len(SCANS)]), args.requests))
+        show(
+            f"whole request over the HTTP API ({args.requests} requests)",
+            timed_ms(lambda i: predict(http, SCANS[i % len(SCANS)]), args.requests),
+        )
     client = Client(url, verbose=False)
-    show("whole request through gradio_client",
-         timed_ms(lambda i: client.predict(handle_file(str(SCANS[i % len(SCANS)])), api_name="/predict"), 20))
+    show(
+        "whole request through gradio_client",
+        timed_ms(lambda i: client.predict(handle_file(str(SCANS[i % len(SCANS)])), api_name="/predict"), 20),
+    )
 finally:
     server.terminate()
     server.wait(timeout=30)
@@ -65,6 +70,8 @@ _, url, _ = echo.queue().launch(prevent_thread_lock=True, quiet=True)
 with httpx.Client(base_url=url, timeout=60) as http:
     show("floor, trivial endpoint over HTTP", timed_ms(lambda i: predict(http, SCANS[0], "echo"), 20))
 floor = Client(url, verbose=False)
-show("floor, trivial endpoint through gradio_client",
-     timed_ms(lambda i: floor.predict(handle_file(str(SCANS[0])), api_name="/echo"), 20))
+show(
+    "floor, trivial endpoint through gradio_client",
+    timed_ms(lambda i: floor.predict(handle_file(str(SCANS[0])), api_name="/echo"), 20),
+)
 echo.close()

@@ -7,6 +7,7 @@ queued call, event stream, output images), with real scans of the bundled sample
 must end answered: one that errors, times out or ends without a result is counted as lost. The
 app's resident memory (its process and children) is sampled every second from the first request on.
 """
+
 import argparse
 import threading
 import time
@@ -70,11 +71,19 @@ finally:
 
 ms = np.array(latencies) * 1000
 tenth = max(1, len(memory) // 10)
-print(f"{args.clients} clients for {args.seconds:g} s: {sent} requests sent, {len(latencies)} answered, {len(lost)} lost")
-print(f"throughput {len(latencies) / wall:.1f} requests/s; latency p50 {np.median(ms):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms, "
-      f"max {ms.max():.0f} ms")
-print(f"app memory: {np.mean(memory[:tenth]):.0f} MB in the first tenth of the run, {np.mean(memory[-tenth:]):.0f} MB in the last, "
-      f"max {max(memory):.0f} MB")
+print(
+    f"{args.clients} clients for {args.seconds:g} s: {sent} requests sent, {len(latencies)} answered, {len(lost)} lost"
+)
+print(
+    f"throughput {len(latencies) / wall:.1f} requests/s; "
+    f"latency p50 {np.median(ms):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms, "
+    f"max {ms.max():.0f} ms"
+)
+print(
+    f"app memory: {np.mean(memory[:tenth]):.0f} MB in the first tenth of the run, "
+    f"{np.mean(memory[-tenth:]):.0f} MB in the last, "
+    f"max {max(memory):.0f} MB"
+)
 print("app memory every 10 s (MB):", " ".join(f"{m:.0f}" for m in memory[::10]))
 for reason in sorted(set(lost))[:5]:
     print(f"lost: {reason}")

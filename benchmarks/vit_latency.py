@@ -4,11 +4,13 @@
 
 Times the int8 ONNX export (if the folder has one) and the PyTorch model, warm, one scan at a time.
 """
+
 import argparse
 from pathlib import Path
 
-from train.export_onnx import latency
-from train.inference import ONNX_DIR, ONNX_INT8
+from models import load_model
+from models.timing import one_scan_latency
+from models.vit import ONNX_DIR, ONNX_INT8
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("model")
@@ -20,5 +22,8 @@ folder = Path(args.model)
 scan = Path(args.scan).read_bytes()
 backends = (["onnx"] if (folder / ONNX_DIR / ONNX_INT8).is_file() else []) + ["torch"]
 for backend in backends:
-    figures = latency(folder, backend, scan, args.threads, args.repeats)
-    print(f"{folder.name} {backend}: median {figures['median_ms']} ms, p95 {figures['p95_ms']} ms ({args.threads} threads)")
+    figures = one_scan_latency(load_model(folder, backend, args.threads), [scan], args.repeats)
+    print(
+        f"{folder.name} {backend}: median {figures['median_ms']} ms, p95 {figures['p95_ms']} ms "
+        f"({args.threads} threads)"
+    )

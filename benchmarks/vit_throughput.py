@@ -8,6 +8,7 @@ runs dry), the trainer's own dataset, processor and augmentation, and an AdamW s
 Prints images/s over the timed steps (after warm-up) and the time this implies for one epoch of
 the full Kermany training set (83,484 scans). On a GPU, pass the batch size and workers it can feed.
 """
+
 import argparse
 import time
 
@@ -36,14 +37,23 @@ args = parser.parse_args()
 
 accelerator = Accelerator(mixed_precision=args.mixed_precision)
 scans = discover(args.data)
-scans = (scans * (args.replicate // len(scans) + 1))[:args.replicate]
+scans = (scans * (args.replicate // len(scans) + 1))[: args.replicate]
 size = tuple(int(v) for v in args.size.split("x")) if args.size else input_size(args.base_model)
 data = ScanDataset(scans, make_processor(args.base_model, size), augment_seed=0)
-loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                                     drop_last=True, pin_memory=torch.cuda.is_available(), persistent_workers=args.workers > 0)
-model = AutoModelForImageClassification.from_pretrained(args.base_model, num_labels=len(CLASSES), ignore_mismatched_sizes=True)
+loader = torch.utils.data.DataLoader(
+    data,
+    batch_size=args.batch_size,
+    shuffle=True,
+    num_workers=args.workers,
+    drop_last=True,
+    pin_memory=torch.cuda.is_available(),
+    persistent_workers=args.workers > 0,
+)
+model = AutoModelForImageClassification.from_pretrained(
+    args.base_model, num_labels=len(CLASSES), ignore_mismatched_sizes=True
+)
 if args.freeze_layers:
-    for module in [model.base_model.embeddings, *model.base_model.encoder.layer[:args.freeze_layers]]:
+    for module in [model.base_model.embeddings, *model.base_model.encoder.layer[: args.freeze_layers]]:
         module.requires_grad_(False)
 optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -63,6 +73,8 @@ for step in range(args.warmup_steps + args.steps):
 if torch.cuda.is_available():
     torch.cuda.synchronize()
 rate = seen / (time.perf_counter() - start)
-print(f"{args.base_model} at {size[0]}x{size[1]}, batch {args.batch_size}, {args.mixed_precision}, "
-      f"{accelerator.device}, {args.workers} loader workers: {rate:.1f} training images/s "
-      f"-> {FULL_TRAIN / rate / 60:.1f} min per epoch of the full training set ({FULL_TRAIN:,} scans)")
+print(
+    f"{args.base_model} at {size[0]}x{size[1]}, batch {args.batch_size}, {args.mixed_precision}, "
+    f"{accelerator.device}, {args.workers} loader workers: {rate:.1f} training images/s "
+    f"-> {FULL_TRAIN / rate / 60:.1f} min per epoch of the full training set ({FULL_TRAIN:,} scans)"
+)

@@ -7,6 +7,7 @@ the train/val/test layout, the `test` folder; else (flat layout) every scan. Wri
 ({"n_images", "models": {NAME: {"accuracy", "macro_f1", "ms_per_image", ...}}}), OUT/report.md,
 OUT/report.html and the plots they show.
 """
+
 import argparse
 import json
 import sys
@@ -19,33 +20,19 @@ from scipy.stats import binomtest
 from tqdm.auto import tqdm
 
 from compare.report import write_plots, write_reports
+from models import load_model
 from octcore.data import DataError, discover, load_split, select, targets
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
 
 
-def load_any(path_or_id: str, vit_backend: str = "auto"):
-    """A classical model (its folder holds model.skops) or a ViT, from a folder or a Hub repo id."""
-    from baselines.io import MODEL_FILE, load_baseline
-    from train.inference import load_vit
-
-    folder = Path(path_or_id)
-    if folder.is_dir():
-        files = [p.name for p in folder.iterdir()]
-    else:
-        from huggingface_hub import list_repo_files
-
-        files = list_repo_files(path_or_id)
-    if MODEL_FILE in files:
-        return load_baseline(path_or_id), "classical"
-    return load_vit(path_or_id, vit_backend), "vit"
-
-
 def model_size_mb(model) -> float:
-    folder = Path(getattr(model, "folder", ""))
-    files = [folder / "onnx" / "model_int8.onnx"] if getattr(model, "backend", "") == "onnx" else \
-        [p for p in folder.glob("*") if p.suffix in (".skops", ".safetensors")]
+    """Size of the weights the model runs on (the int8 ONNX file when it runs that)."""
+    if getattr(model, "backend", "") == "onnx":
+        files = list(model.folder.glob("onnx/model_int8.onnx"))
+    else:
+        files = [p for p in model.folder.glob("*") if p.suffix in (".skops", ".safetensors")]
     return round(sum(p.stat().st_size for p in files if p.is_file()) / 1e6, 1)
 
 
@@ -63,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="report folder")
     parser.add_argument("--split-file", help="evaluate the test scans of this split file")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--vit-backend", choices=("auto", "onnx", "torch"), default="auto",
-                        help="auto: the int8 ONNX export when the folder has one (as the Space runs it), else PyTorch")
+    parser.add_argument(
+        "--vit-backend",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="auto: the int8 ONNX export when the folder has one (as the Space runs it), else PyTorch",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
 
@@ -72,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scans = discover(args.data)
         if args.split_file:
-            scans, source = select(scans, load_split(args.split_file, scans), "test"), f"test split of {args.split_file}"
+            scans, source = (
+                select(scans, load_split(args.split_file, scans), "test"),
+                f"test split of {args.split_file}",
+            )
         elif any(s.official_split for s in scans):
             scans, source = [s for s in scans if s.official_split == "test"], "official test folder"
         else:
@@ -87,33 +81,46 @@ def main(argv: list[str] | None = None) -> int:
     results, probas = {}, {}
     for name in args.model:
         try:
-            model, kind = load_any(name, args.vit_backend)
-        except Exception as e:
-            print(f"error: cannot load model {name}: {type(e).__name__}: {e}", file=sys.stderr)
+            model = load_model(name, args.vit_backend)
+        except Exception as e:  # a missing folder, an unknown format, an unreachable Hub: said, not raised
+            print(f"error: cannot load model {name}: {e}", file=sys.stderr)
             return 2
         label = Path(name).name if Path(name).is_dir() else name
         start, parts = time.perf_counter(), []
         try:
             for i in tqdm(range(0, len(scans), args.batch_size), desc=label, disable=not sys.stderr.isatty()):
-                parts.append(model.predict_proba([s.path for s in scans[i:i + args.batch_size]]))
+                parts.append(model.predict_proba([s.path for s in scans[i : i + args.batch_size]]))
         except ScanError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         seconds = time.perf_counter() - start
         probas[label] = np.concatenate(parts)
         metrics = evaluate(y, probas[label], patients)
-        metrics.update(kind=kind, source=name, ms_per_image=round(seconds / len(scans) * 1000, 1),
-                       size_mb=model_size_mb(model))
+        metrics.update(
+            kind=model.kind,
+            source=name,
+            ms_per_image=round(seconds / len(scans) * 1000, 1),
+            size_mb=model_size_mb(model),
+        )
         results[label] = metrics
-        print(f"{label}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
-              f"{metrics['ms_per_image']} ms/scan")
+        print(
+            f"{label}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
+            f"{metrics['ms_per_image']} ms/scan"
+        )
 
     # 3. Paired tests, plots, reports.
     correct = {n: p.argmax(axis=1) == y for n, p in probas.items()}
     paired = {f"{a} vs {b}": mcnemar(correct[a], correct[b]) for a, b in combinations(probas, 2)}
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"n_images": len(scans), "n_patients": len(set(patients)), "data": args.data, "scans": source,
-               "classes": list(CLASSES), "models": results, "paired_tests": paired}
+    summary = {
+        "n_images": len(scans),
+        "n_patients": len(set(patients)),
+        "data": args.data,
+        "scans": source,
+        "classes": list(CLASSES),
+        "models": results,
+        "paired_tests": paired,
+    }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     plots = write_plots(out, y, probas, results, scans)
     write_reports(out, summary, plots)

@@ -1,4 +1,5 @@
 """The comparison's pictures and its Markdown / HTML report."""
+
 import html
 from pathlib import Path
 
@@ -18,7 +19,9 @@ def write_plots(out: Path, y: np.ndarray, probas: dict, results: dict, scans: li
     names = list(probas)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        draw_confusion(ax, np.array(results[name]["confusion_matrix"]), f"{name}\naccuracy {results[name]['accuracy']:.3f}")
+        draw_confusion(
+            ax, np.array(results[name]["confusion_matrix"]), f"{name}\naccuracy {results[name]['accuracy']:.3f}"
+        )
     fig.tight_layout()
     fig.savefig(out / "confusion.png", dpi=110)
     plt.close(fig)
@@ -39,7 +42,11 @@ def write_plots(out: Path, y: np.ndarray, probas: dict, results: dict, scans: li
     fig.savefig(out / "roc_per_class.png", dpi=110)
     plt.close(fig)
 
-    plots = {"confusion": "confusion.png", "roc_reliability": "roc_reliability.png", "roc_per_class": "roc_per_class.png"}
+    plots = {
+        "confusion": "confusion.png",
+        "roc_reliability": "roc_reliability.png",
+        "roc_per_class": "roc_per_class.png",
+    }
     predictions = np.stack([probas[n].argmax(axis=1) for n in names])
     disagree = np.flatnonzero((predictions != predictions[0]).any(axis=0))
     if len(names) > 1 and len(disagree):
@@ -73,36 +80,76 @@ def _fmt(value) -> str:
 def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of each table in the report."""
     models = summary["models"]
-    main = [[name, _interval(m, "accuracy"), _interval(m, "macro_f1"), _fmt(m["urgent_referral"]["auc"]),
-             _fmt(m["weighted_error"]), _fmt(m["ece"]), f"{m['ms_per_image']}", f"{m['size_mb']}"] for name, m in models.items()]
-    per_class = [[name, *(f"{m['per_class'][c]['sensitivity']:.2f} / {m['per_class'][c]['specificity']:.2f}" for c in CLASSES)]
-                 for name, m in models.items()]
-    paired = [[pair, str(t["only_first_right"]), str(t["only_second_right"]), f"{t['p_value']:.3g}"]
-              for pair, t in summary["paired_tests"].items()]
+    main = [
+        [
+            name,
+            _interval(m, "accuracy"),
+            _interval(m, "macro_f1"),
+            _fmt(m["urgent_referral"]["auc"]),
+            _fmt(m["weighted_error"]),
+            _fmt(m["ece"]),
+            f"{m['ms_per_image']}",
+            f"{m['size_mb']}",
+        ]
+        for name, m in models.items()
+    ]
+    per_class = [
+        [name, *(f"{m['per_class'][c]['sensitivity']:.2f} / {m['per_class'][c]['specificity']:.2f}" for c in CLASSES)]
+        for name, m in models.items()
+    ]
+    paired = [
+        [pair, str(t["only_first_right"]), str(t["only_second_right"]), f"{t['p_value']:.3g}"]
+        for pair, t in summary["paired_tests"].items()
+    ]
     return [
-        ("Side by side", ["model", "accuracy (95% CI)", "macro-F1 (95% CI)", "urgent-referral AUC", "weighted error",
-                          "ECE", "ms / scan", "size (MB)"], main),
+        (
+            "Side by side",
+            [
+                "model",
+                "accuracy (95% CI)",
+                "macro-F1 (95% CI)",
+                "urgent-referral AUC",
+                "weighted error",
+                "ECE",
+                "ms / scan",
+                "size (MB)",
+            ],
+            main,
+        ),
         ("Sensitivity / specificity per class", ["model", *CLASSES], per_class),
         ("Paired test (exact McNemar)", ["models", "only the first right", "only the second right", "p"], paired),
     ]
 
 
 def write_reports(out: Path, summary: dict, plots: dict[str, str]) -> None:
-    intro = (f"{summary['n_images']} scans of {summary['n_patients']} patients ({summary['scans']}, `{summary['data']}`), "
-             "none of them seen in training by any model. Intervals: 95% bootstrap over patients. "
-             "ms / scan: the whole batch path (decode, preprocessing, model) on this machine.")
+    intro = (
+        f"{summary['n_images']} scans of {summary['n_patients']} patients ({summary['scans']}, `{summary['data']}`), "
+        "none of them seen in training by any model. Intervals: 95% bootstrap over patients. "
+        "ms / scan: the whole batch path (decode, preprocessing, model) on this machine."
+    )
     md = ["# Classical vs deep: side-by-side comparison", "", intro, ""]
-    page = ["<!doctype html><meta charset='utf-8'><title>OCT comparison</title>",
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style>",
-            "<h1>Classical vs deep: side-by-side comparison</h1>", f"<p>{html.escape(intro)}</p>"]
+    page = [
+        "<!doctype html><meta charset='utf-8'><title>OCT comparison</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style>",
+        "<h1>Classical vs deep: side-by-side comparison</h1>",
+        f"<p>{html.escape(intro)}</p>",
+    ]
     for title, header, rows in tables(summary):
         md += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-        page += [f"<h2>{html.escape(title)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+        page += [
+            f"<h2>{html.escape(title)}</h2><table><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + "</tr>"
+        ]
         page += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows] + ["</table>"]
-    for title, key in (("Confusion matrices", "confusion"), ("Urgent-referral ROC and reliability", "roc_reliability"),
-                       ("ROC per class", "roc_per_class"), ("Where the models disagree", "disagreements")):
+    for title, key in (
+        ("Confusion matrices", "confusion"),
+        ("Urgent-referral ROC and reliability", "roc_reliability"),
+        ("ROC per class", "roc_per_class"),
+        ("Where the models disagree", "disagreements"),
+    ):
         if key in plots:
             md += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
             page += [f"<h2>{html.escape(title)}</h2><img src='{plots[key]}' alt='{html.escape(title)}'>"]

@@ -6,6 +6,7 @@ Takes 48 scans per class, at most 3 per patient, patients drawn with a fixed see
 scan's size (JPEG quality 75) so the whole sample stays under 5 MB. File names, and so patient
 ids, are kept. Run once; the result is committed.
 """
+
 import argparse
 import csv
 import random
@@ -43,13 +44,27 @@ def main() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             with Image.open(scan.path) as image:
                 scale = min(1.0, MAX_WIDTH / image.width)
-                small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+                small = image.resize(
+                    (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
+                )
                 small.save(target, quality=75)
-                rows.append([f"{label}/{scan.path.name}", label, scan.patient_id, image.width, image.height,
-                             small.width, small.height, small.mode])
+                rows.append(
+                    [
+                        f"{label}/{scan.path.name}",
+                        label,
+                        scan.patient_id,
+                        image.width,
+                        image.height,
+                        small.width,
+                        small.height,
+                        small.mode,
+                    ]
+                )
     with open(Path(args.out) / "manifest.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "label", "patient_id", "original_width", "original_height", "width", "height", "mode"])
+        writer.writerow(
+            ["file", "label", "patient_id", "original_width", "original_height", "width", "height", "mode"]
+        )
         writer.writerows(rows)
     print(f"wrote {len(rows)} scans to {args.out}")
 

@@ -2,7 +2,8 @@
 
 Every stage (baselines/, train/, space/, compare) imports these; nothing here is copied elsewhere.
 """
-from octcore.labels import CLASSES, REFERRAL, URGENT_CLASSES, label_to_id
+
 from octcore.imaging import ScanError, load_scan
+from octcore.labels import CLASSES, REFERRAL, URGENT_CLASSES, label_to_id
 
 __all__ = ["CLASSES", "REFERRAL", "URGENT_CLASSES", "label_to_id", "ScanError", "load_scan"]

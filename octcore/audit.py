@@ -7,20 +7,32 @@ identical images (same decoded pixels) in more than one split or under two label
 that cannot be read. Leakage is a finding, not a failure: the exit code is 0 whenever a report
 was made, 2 when DATA cannot be read.
 """
+
 import argparse
 import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from octcore.data import (EXCLUDED, IMAGE_SUFFIXES, DataError, class_folders, detect_layout, discover, fingerprint_all,
-                          load_split, patient_id_from_name)
+from octcore.data import (
+    EXCLUDED,
+    IMAGE_SUFFIXES,
+    DataError,
+    class_folders,
+    detect_layout,
+    discover,
+    fingerprint_all,
+    load_split,
+    patient_id_from_name,
+)
 from octcore.labels import CLASSES
 
 EXAMPLES = 5  # how many examples of each finding the report lists
 
 
-def audit(root: str | Path, split_file: str | Path | None = None, workers: int | None = None, progress: bool = True) -> dict:
+def audit(
+    root: str | Path, split_file: str | Path | None = None, workers: int | None = None, progress: bool = True
+) -> dict:
     root = Path(root)
     layout = detect_layout(root)
     scans = discover(root)
@@ -54,7 +66,8 @@ def audit(root: str | Path, split_file: str | Path | None = None, workers: int |
     across_patients = [d for d in duplicates if len({patient for _, _, _, patient in d}) > 1]
     ignored = sorted(
         path.relative_to(root).as_posix()
-        for _, _, folder in class_folders(root) for path in folder.iterdir()
+        for _, _, folder in class_folders(root)
+        for path in folder.iterdir()
         if path.is_file() and not path.name.startswith(".") and path.suffix.lower() not in IMAGE_SUFFIXES
     )
     return {
@@ -64,7 +77,11 @@ def audit(root: str | Path, split_file: str | Path | None = None, workers: int |
         "n_images": len(scans),
         "n_patients": len(patient_labels),
         "counts": {split: counts[split] for split in sorted(counts)},
-        "patients_per_split": {split: sum(split in found for found in patient_splits.values()) for split in sorted(counts) if split != EXCLUDED},
+        "patients_per_split": {
+            split: sum(split in found for found in patient_splits.values())
+            for split in sorted(counts)
+            if split != EXCLUDED
+        },
         "patients_in_multiple_splits": len(leaking),
         "images_of_patients_in_multiple_splits": dict(sorted(leaking_images.items())),
         "patients_in_multiple_splits_examples": sorted(leaking)[:EXAMPLES],
@@ -73,7 +90,9 @@ def audit(root: str | Path, split_file: str | Path | None = None, workers: int |
         "duplicate_images_across_splits": len(across_splits),
         "duplicate_images_across_labels": len(across_labels),
         "duplicate_images_across_patients": len(across_patients),
-        "duplicate_examples": [[key for _, _, key, _ in d] for d in (across_splits + across_labels + duplicates)[:EXAMPLES]],
+        "duplicate_examples": [
+            [key for _, _, key, _ in d] for d in (across_splits + across_labels + duplicates)[:EXAMPLES]
+        ],
         "unreadable_files": unreadable,
         "names_without_patient_id": sum(patient_id_from_name(s.path.name) is None for s in scans),
         "ignored_files": ignored,
@@ -82,16 +101,27 @@ def audit(root: str | Path, split_file: str | Path | None = None, workers: int |
 
 def format_report(report: dict) -> str:
     """The report as a short text a person reads in a terminal (and the README quotes)."""
-    lines = [f"Audit of {report['data']} ({report['layout']} layout; splits from {report['split_source']})",
-             f"{report['n_images']} images, {report['n_patients']} distinct patients", ""]
+    lines = [
+        f"Audit of {report['data']} ({report['layout']} layout; splits from {report['split_source']})",
+        f"{report['n_images']} images, {report['n_patients']} distinct patients",
+        "",
+    ]
     lines.append(f"{'split':<10}" + "".join(f"{c:>8}" for c in CLASSES) + f"{'total':>8}{'patients':>10}")
     for split, by_class in report["counts"].items():
         patients = report["patients_per_split"].get(split, "-")
-        lines.append(f"{split:<10}" + "".join(f"{by_class[c]:>8}" for c in CLASSES) + f"{sum(by_class.values()):>8}{patients:>10}")
+        lines.append(
+            f"{split:<10}"
+            + "".join(f"{by_class[c]:>8}" for c in CLASSES)
+            + f"{sum(by_class.values()):>8}{patients:>10}"
+        )
     lines += [
         "",
         f"patients in more than one split:        {report['patients_in_multiple_splits']}"
-        + (f"  (their images: {report['images_of_patients_in_multiple_splits']})" if report["patients_in_multiple_splits"] else ""),
+        + (
+            f"  (their images: {report['images_of_patients_in_multiple_splits']})"
+            if report["patients_in_multiple_splits"]
+            else ""
+        ),
         f"patients under more than one class:     {report['patients_in_multiple_classes']}",
         f"identical images in more than one split: {report['duplicate_images_across_splits']}",
         f"identical images under two labels:       {report['duplicate_images_across_labels']}",
@@ -101,12 +131,17 @@ def format_report(report: dict) -> str:
     ]
     lines += [f"  {u['file']}: {u['error']}" for u in report["unreadable_files"][:EXAMPLES]]
     if report["names_without_patient_id"]:
-        lines.append(f"file names without a patient id (each counted as its own patient): {report['names_without_patient_id']}")
+        lines.append(
+            f"file names without a patient id (each counted as its own patient): {report['names_without_patient_id']}"
+        )
     if report["ignored_files"]:
         lines.append(f"non-image files ignored: {len(report['ignored_files'])}")
     if report["patients_in_multiple_splits"] or report["duplicate_images_across_splits"]:
-        lines += ["", "LEAK: scores on these splits overstate accuracy on new patients; split by patient instead"
-                      " (python -m octcore.split)."]
+        lines += [
+            "",
+            "LEAK: scores on these splits overstate accuracy on new patients; split by patient instead"
+            " (python -m octcore.split).",
+        ]
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ Two layouts are understood:
 File names follow Kermany's `<CLASS>-<patient id>-<image no>.jpeg`. A patient id can occur under
 several classes, so every split here groups by patient id alone.
 """
+
 import hashlib
 import json
 import os
@@ -40,10 +41,10 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Scan:
-    path: Path                  # absolute path of the image file
-    key: str                    # path relative to the data root, POSIX style: identifies the scan in split files
-    label: str                  # class name from CLASSES, taken from the folder
-    patient_id: str             # from the file name; the file's stem when the name does not follow Kermany's form
+    path: Path  # absolute path of the image file
+    key: str  # path relative to the data root, POSIX style: identifies the scan in split files
+    label: str  # class name from CLASSES, taken from the folder
+    patient_id: str  # from the file name; the file's stem when the name does not follow Kermany's form
     official_split: str | None  # 'train' / 'val' / 'test' in the split layout, None in a flat folder
 
     @property
@@ -84,7 +85,8 @@ def class_folders(root: str | Path) -> list[tuple[str | None, str, Path]]:
         return [(None, label, folder) for label, folder in _class_folders(root).items()]
     return [
         (split, label, folder)
-        for split in OFFICIAL_SPLITS if (root / split).is_dir()
+        for split in OFFICIAL_SPLITS
+        if (root / split).is_dir()
         for label, folder in _class_folders(root / split).items()
     ]
 
@@ -130,7 +132,9 @@ def parallel_map(function, items: list, desc: str, workers: int | None = None, p
     return list(parallel_imap(function, items, desc, workers, progress))
 
 
-def fingerprint_all(scans: list[Scan], workers: int | None = None, progress: bool = True) -> list[tuple[str | None, str | None]]:
+def fingerprint_all(
+    scans: list[Scan], workers: int | None = None, progress: bool = True
+) -> list[tuple[str | None, str | None]]:
     """`fingerprint` of every scan, decoded on all cores with a progress bar."""
     return parallel_map(fingerprint, [s.path for s in scans], "reading scans", workers, progress)
 
@@ -181,7 +185,11 @@ def _carve(indices: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: flo
 
 
 def patient_split(
-    scans: list[Scan], test_size: float = 0.2, val_size: float = 0.1, seed: int = 0, keep_official_test: bool = True,
+    scans: list[Scan],
+    test_size: float = 0.2,
+    val_size: float = 0.1,
+    seed: int = 0,
+    keep_official_test: bool = True,
     groups: np.ndarray | None = None,
 ) -> list[str]:
     """A split name ('train', 'val', 'test' or 'excluded') for each scan, patient-disjoint.
@@ -208,28 +216,108 @@ def patient_split(
     return split.tolist()
 
 
-def save_split(path: str | Path, scans: list[Scan], split: list[str], **settings) -> None:
-    """Write a split file (JSON) that any later run reuses with `load_split`."""
+def split_json(scans: list[Scan], split: list[str], groups: np.ndarray | None = None, **settings) -> str:
+    """A split file's text: what `load_split` / `split_scans` read back.
+
+    groups (from `linked_groups`) are saved too, so a reader need not decode every scan again to
+    keep patients that share an identical image together in its own cross-validation.
+    """
     counts = {name: dict(Counter(s.label for s, t in zip(scans, split) if t == name)) for name in sorted(set(split))}
-    record = {"format": SPLIT_FORMAT, "settings": settings, "counts": counts,
-              "files": {s.key: t for s, t in zip(scans, split)}}
+    record = {
+        "format": SPLIT_FORMAT,
+        "settings": settings,
+        "counts": counts,
+        "files": {s.key: t for s, t in zip(scans, split)},
+    }
+    if groups is not None:
+        record["groups"] = {s.key: str(g) for s, g in zip(scans, groups)}
+    return json.dumps(record, indent=1) + "\n"
+
+
+def save_split(
+    path: str | Path, scans: list[Scan], split: list[str], groups: np.ndarray | None = None, **settings
+) -> None:
+    """Write a split file that any later run reuses (`python -m octcore.split`, `--split-file`)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    Path(path).write_text(split_json(scans, split, groups, **settings))
 
 
-def load_split(path: str | Path, scans: list[Scan]) -> list[str]:
-    """The split name of each scan from a split file; DataError if the file does not cover them all."""
+def _read_split_file(path: str | Path, scans: list[Scan]) -> dict:
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read split file {str(path)!r}: {e}") from None
-    if record.get("format") != SPLIT_FORMAT:
+    if not isinstance(record, dict) or record.get("format") != SPLIT_FORMAT:
         raise DataError(f"{str(path)!r} is not a split file (expected format {SPLIT_FORMAT})")
-    files = record["files"]
-    missing = [s.key for s in scans if s.key not in files]
+    missing = [s.key for s in scans if s.key not in record["files"]]
     if missing:
-        raise DataError(f"split file {str(path)!r} does not list {len(missing)} scans of this dataset, e.g. {missing[0]!r}")
+        raise DataError(
+            f"split file {str(path)!r} does not list {len(missing)} scans of this dataset, e.g. {missing[0]!r}"
+        )
+    return record
+
+
+def load_split(path: str | Path, scans: list[Scan]) -> list[str]:
+    """The split name of each scan from a split file; DataError if the file does not cover them all."""
+    files = _read_split_file(path, scans)["files"]
     return [files[s.key] for s in scans]
+
+
+def derive_split(
+    scans: list[Scan],
+    test_size: float = 0.2,
+    val_size: float = 0.1,
+    seed: int = 0,
+    keep_official_test: bool = True,
+    progress: bool = True,
+) -> tuple[list[str], np.ndarray]:
+    """(split name per scan, linked group per scan): every scan decoded once (an unreadable one is a
+    DataError naming it), patients sharing an identical image linked, then `patient_split`."""
+    fingerprints = fingerprint_all(scans, progress=progress)
+    unreadable = [(s, why) for s, (_, why) in zip(scans, fingerprints) if why]
+    if unreadable:
+        scan, why = unreadable[0]
+        raise DataError(
+            f"cannot read scan {scan.key}: {why} ({len(unreadable)} unreadable; "
+            "python -m octcore.audit lists every such file; fix or remove them first)"
+        )
+    groups = linked_groups(scans, [digest for digest, _ in fingerprints])
+    return patient_split(scans, test_size, val_size, seed, keep_official_test, groups), groups
+
+
+@dataclass
+class TrainingSplit:
+    """The one split a trainer uses: a split name and a linked group per scan, and where it came from."""
+
+    names: list[str]  # 'train', 'val', 'test' or 'excluded', per scan
+    groups: np.ndarray
+    source: str  # said to the user and written into the model's config
+    text: str  # the split file to save in the model folder, so the next run can reuse it
+
+    def indices(self, name: str) -> list[int]:
+        return [i for i, t in enumerate(self.names) if t == name]
+
+
+def split_scans(
+    scans: list[Scan], split_file: str | Path | None = None, seed: int = 0, progress: bool = True
+) -> TrainingSplit:
+    """The split every trainer uses. With a split file, exactly its patients (and its saved groups;
+    patient ids for a file without them); without one, `derive_split` with the defaults of
+    `python -m octcore.split`."""
+    if split_file:
+        record = _read_split_file(split_file, scans)
+        saved = record.get("groups", {})
+        groups = np.array([saved.get(s.key, s.patient_id) for s in scans])
+        return TrainingSplit(
+            [record["files"][s.key] for s in scans], groups, f"split file {split_file}", Path(split_file).read_text()
+        )
+    split, groups = derive_split(scans, seed=seed, progress=progress)
+    return TrainingSplit(
+        split,
+        groups,
+        f"split by patient here (seed {seed}; no --split-file given)",
+        split_json(scans, split, groups, seed=seed, test_size=0.2, val_size=0.1),
+    )
 
 
 def select(scans: list[Scan], split: list[str], name: str) -> list[Scan]:
@@ -240,17 +328,16 @@ def to_hf_dataset(scans: list[Scan]):
     """A `datasets.Dataset` with columns image (decoded lazily by `datasets`), label and patient_id."""
     import datasets  # heavy import, needed by the ViT stage only
 
-    features = datasets.Features({
-        "image": datasets.Image(),
-        "label": datasets.ClassLabel(names=list(CLASSES)),
-        "patient_id": datasets.Value("string"),
-    })
-    columns = {"image": [str(s.path) for s in scans], "label": [s.label_id for s in scans],
-               "patient_id": [s.patient_id for s in scans]}
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=list(CLASSES)),
+            "patient_id": datasets.Value("string"),
+        }
+    )
+    columns = {
+        "image": [str(s.path) for s in scans],
+        "label": [s.label_id for s in scans],
+        "patient_id": [s.patient_id for s in scans],
+    }
     return datasets.Dataset.from_dict(columns, features=features)
-
-
-def to_arrays(scans: list[Scan]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Loaded scans (each a float32 array from load_scan), class ids and patient ids, for the baselines."""
-    y, groups = targets(scans)
-    return [load_scan(s.path) for s in scans], y, groups

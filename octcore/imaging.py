@@ -1,26 +1,37 @@
 """One way in for every scan: a path, bytes, a PIL image or an array become a float32 grayscale array.
 
-Every model starts from `load_scan(...)`: a 2-D float32 array in [0, 1], upright (EXIF orientation
-applied), whatever the file's bit depth or colour mode. Anything that cannot be such an array
-(empty or non-image files, truncated data, decompression bombs, absurd sizes) raises `ScanError`
-with a message a person can act on.
+`load_scan(...)` gives a 2-D float32 array in [0, 1], upright (EXIF orientation applied), whatever
+the file's bit depth or colour mode. Anything that cannot be such an array (empty or non-image
+files, truncated data, decompression bombs, absurd sizes) raises `ScanError` with a message a
+person can act on.
+
+`read_scan(...)` is the decode every model and check starts from, in training, `compare` and the
+Space alike: `load_scan` at `DECODE_SIZE` (JPEGs at a reduced DCT scale, which is 2-3x faster),
+plus how colourful the file was, as a `ScanImage`. A request decodes a scan once and hands the
+`ScanImage` to every model, so no model sees other pixels than it was trained on.
 """
+
 import io
 import os
 import warnings
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ScanSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
+ScanSource = str | os.PathLike | bytes | bytearray | BinaryIO | Image.Image | np.ndarray
 
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")  # what Pillow may decode; nothing else
 Image.init()  # registers every plugin, so `formats=FORMATS` can name them
-MAX_BYTES = 64 * 1024**2        # an OCT B-scan file is well under 1 MB
-MAX_PIXELS = 40_000_000         # refuses decompression bombs before any pixel is decoded
-MIN_SIDE = 32                   # smaller than this is not a scan anyone can read
+MAX_BYTES = 64 * 1024**2  # an OCT B-scan file is well under 1 MB
+MAX_PIXELS = 40_000_000  # refuses decompression bombs before any pixel is decoded
+MIN_SIDE = 32  # smaller than this is not a scan anyone can read
+# (height, width): half of Kermany's 496 x 1024 scans. Every model works at or below it, so a JPEG
+# is decoded at the largest DCT reduction that keeps at least this size.
+DECODE_SIZE = (248, 512)
 
 
 class ScanError(ValueError):
@@ -70,7 +81,9 @@ def _open(source: ScanSource, name: str) -> Image.Image:
 def _check_size(image: Image.Image, name: str) -> None:
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise ScanError(name, f"the image is {width}x{height} pixels, more than {MAX_PIXELS:,} (possible decompression bomb)")
+        raise ScanError(
+            name, f"the image is {width}x{height} pixels, more than {MAX_PIXELS:,} (possible decompression bomb)"
+        )
     if min(width, height) < MIN_SIDE:
         raise ScanError(name, f"the image is {width}x{height} pixels; a scan needs at least {MIN_SIDE} on each side")
 
@@ -117,6 +130,27 @@ def _array_to_gray(array: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
+def colourfulness(image: Image.Image | np.ndarray) -> float:
+    """Mean spread between the colour channels (0 for grayscale), on a thumbnail."""
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] < 3:
+            return 0.0
+        image = Image.fromarray(_to_uint8(image[..., :3]))
+    if image.mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "1"):
+        return 0.0
+    rgb = np.asarray(image.convert("RGB").resize((128, 64)), dtype=np.float32) / 255
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind in "ui":
+        return (array.astype(np.float64) / np.iinfo(array.dtype).max * 255).astype(np.uint8)
+    low, high = float(np.nanmin(array)), float(np.nanmax(array))
+    return ((array - low) / (high - low or 1) * 255).astype(np.uint8)
+
+
 def load_scan(source: ScanSource, min_size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a scan into a float32 grayscale array of shape (height, width) with values in [0, 1].
 
@@ -126,14 +160,20 @@ def load_scan(source: ScanSource, min_size: tuple[int, int] | None = None) -> np
     DCT scaling, 2-3x faster) as long as the result stays at least this large; other inputs are
     returned at full size.
     """
+    return _decode(source, min_size)[0]
+
+
+def _decode(source: ScanSource, min_size: tuple[int, int] | None, colour: bool = False) -> tuple[np.ndarray, float]:
+    """load_scan's work, and (when asked) the colourfulness of the image before it became grayscale."""
     name = _describe(source)
     if isinstance(source, np.ndarray):
         if source.ndim < 2 or min(source.shape[:2]) < MIN_SIDE or source.size > MAX_PIXELS * 4:
             raise ScanError(name, f"an array of shape {source.shape} is not a scan")
         try:
-            return np.ascontiguousarray(_array_to_gray(source), dtype=np.float32)
+            gray = np.ascontiguousarray(_array_to_gray(source), dtype=np.float32)
         except ValueError as e:
             raise ScanError(name, str(e)) from None
+        return gray, colourfulness(source) if colour else 0.0
     opened = None if isinstance(source, Image.Image) else _open(source, name)
     image = source if opened is None else opened
     try:
@@ -144,6 +184,7 @@ def load_scan(source: ScanSource, min_size: tuple[int, int] | None = None) -> np
             if min_size and opened is not None and image.format == "JPEG":
                 image.draft(image.mode, min_size[::-1])
             image = ImageOps.exif_transpose(image)
+            spread = colourfulness(image) if colour else 0.0
             gray = _to_gray(image)
     except ScanError:
         raise
@@ -154,7 +195,43 @@ def load_scan(source: ScanSource, min_size: tuple[int, int] | None = None) -> np
     finally:
         if opened is not None:
             opened.close()
-    return np.ascontiguousarray(gray, dtype=np.float32)
+    return np.ascontiguousarray(gray, dtype=np.float32), spread
+
+
+@dataclass(eq=False)
+class ScanImage:
+    """A scan decoded once (`read_scan`), as every model and check takes it.
+
+    gray: float32 in [0, 1] at about DECODE_SIZE or the file's own size; colour: `colourfulness` of
+    the file before it became grayscale; name: for messages. What several consumers derive from the
+    scan is computed once, on first use.
+    """
+
+    gray: np.ndarray
+    colour: float = 0.0
+    name: str = "scan"
+
+    @cached_property
+    def unpadded(self) -> np.ndarray:
+        """The scan at DECODE_SIZE with the registration padding zeroed (the quality check and the
+        classical features both start here)."""
+        return remove_padding(resize(self.gray, DECODE_SIZE, Image.Resampling.BOX))
+
+
+ScanInput = ScanImage | ScanSource
+
+
+def read_scan(source: ScanInput, name: str | None = None) -> ScanImage:
+    """The one decode of a scan for the models: `load_scan` at DECODE_SIZE, with its colourfulness."""
+    if isinstance(source, ScanImage):
+        return source
+    gray, colour = _decode(source, DECODE_SIZE, colour=True)
+    return ScanImage(gray, colour, name or _describe(source).strip("'()"))
+
+
+def resize(gray: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
+    """A float32 image resized to (height, width)."""
+    return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size[::-1], resample), dtype=np.float32)
 
 
 def to_image(gray: np.ndarray) -> Image.Image:

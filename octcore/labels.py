@@ -3,6 +3,7 @@
 Kermany et al. (Cell 2018) group the classes by referral urgency: CNV and DME need an urgent
 referral, DRUSEN a routine one, NORMAL only observation. The binary view is normal vs abnormal.
 """
+
 import numpy as np
 
 CLASSES: tuple[str, ...] = ("CNV", "DME", "DRUSEN", "NORMAL")

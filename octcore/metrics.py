@@ -3,6 +3,7 @@
 Confidence intervals come from a bootstrap over patients, not images: scans of one patient are
 correlated, and resampling them one by one would make the intervals look narrower than they are.
 """
+
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
@@ -62,23 +63,37 @@ def _bootstrap(y_true, pred, urgent_score, groups, n_boot: int, seed: int) -> di
 
     onehot_true, onehot_pred = np.eye(k)[y_true], np.eye(k)[pred]
     urgent_true, urgent_pred = np.isin(y_true, URGENT_IDS), np.isin(pred, URGENT_IDS)
-    sums = per_patient([
-        np.ones(len(y_true)), pred == y_true, penalty_matrix()[y_true, pred] / penalty_matrix().max(),
-        urgent_true & urgent_pred, urgent_true, ~urgent_true & ~urgent_pred, ~urgent_true,
-        *(onehot_true * onehot_pred).T, *onehot_pred.T, *onehot_true.T,
-    ])
+    sums = per_patient(
+        [
+            np.ones(len(y_true)),
+            pred == y_true,
+            penalty_matrix()[y_true, pred] / penalty_matrix().max(),
+            urgent_true & urgent_pred,
+            urgent_true,
+            ~urgent_true & ~urgent_pred,
+            ~urgent_true,
+            *(onehot_true * onehot_pred).T,
+            *onehot_pred.T,
+            *onehot_true.T,
+        ]
+    )
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(len(patients), np.full(len(patients), 1 / len(patients)), size=n_boot).astype(float)
     totals = weights @ sums  # (n_boot, columns)
     n, correct, penalty, tp_u, pos_u, tn_u, neg_u = totals[:, :7].T
-    tp, predicted, actual = totals[:, 7:7 + k], totals[:, 7 + k:7 + 2 * k], totals[:, 7 + 2 * k:]
+    tp, predicted, actual = totals[:, 7 : 7 + k], totals[:, 7 + k : 7 + 2 * k], totals[:, 7 + 2 * k :]
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0.0)
-        stats = {"accuracy": correct / n, "macro_f1": f1.mean(axis=1), "weighted_error": penalty / n,
-                 "urgent_sensitivity": tp_u / pos_u, "urgent_specificity": tn_u / neg_u}
-    stats["urgent_auc"] = np.array([
-        np.nan if (a := _auc(urgent_true, urgent_score, w[patient_of])) is None else a for w in weights
-    ])
+        stats = {
+            "accuracy": correct / n,
+            "macro_f1": f1.mean(axis=1),
+            "weighted_error": penalty / n,
+            "urgent_sensitivity": tp_u / pos_u,
+            "urgent_specificity": tn_u / neg_u,
+        }
+    stats["urgent_auc"] = np.array(
+        [np.nan if (a := _auc(urgent_true, urgent_score, w[patient_of])) is None else a for w in weights]
+    )
 
     def interval(values: np.ndarray) -> list[float | None]:
         values = values[np.isfinite(values)]
@@ -103,8 +118,11 @@ def evaluate(y_true, proba, patient_ids=None, n_boot: int = 1000, seed: int = 0)
         tn = cm.sum() - tp - fn - fp
         precision, sensitivity = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
         per_class[name] = {
-            "support": int(cm[i].sum()), "sensitivity": sensitivity, "specificity": _ratio(tn, tn + fp),
-            "precision": precision, "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            "support": int(cm[i].sum()),
+            "sensitivity": sensitivity,
+            "specificity": _ratio(tn, tn + fp),
+            "precision": precision,
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         }
         roc_auc[name] = _auc(y_true == i, proba[:, i])
     urgent_true, urgent_pred = np.isin(y_true, URGENT_IDS), np.isin(pred, URGENT_IDS)

@@ -3,6 +3,7 @@
 Each `draw_*` draws on a given matplotlib axis so a comparison can put several models side by side;
 `save_report_plots` writes the three standard PNGs for one model.
 """
+
 from pathlib import Path
 
 import matplotlib
@@ -23,23 +24,45 @@ def draw_confusion(ax, cm: np.ndarray, title: str = "") -> None:
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(CLASSES)):
         for j in range(len(CLASSES)):
-            ax.text(j, i, f"{cm[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.5 else "black")
-    ax.set(xticks=range(len(CLASSES)), yticks=range(len(CLASSES)), xticklabels=CLASSES, yticklabels=CLASSES,
-           xlabel="predicted", ylabel="true", title=title)
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]}\n{share[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
+    ax.set(
+        xticks=range(len(CLASSES)),
+        yticks=range(len(CLASSES)),
+        xticklabels=CLASSES,
+        yticklabels=CLASSES,
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
 
 
 def draw_roc(ax, y_true: np.ndarray, proba: np.ndarray, label: str = "", per_class: bool = True) -> None:
     """One-vs-rest ROC curve per class (or, with per_class=False, for 'urgent referral' only)."""
-    curves = [(name, np.asarray(y_true) == i, proba[:, i]) for i, name in enumerate(CLASSES)] if per_class \
+    curves = (
+        [(name, np.asarray(y_true) == i, proba[:, i]) for i, name in enumerate(CLASSES)]
+        if per_class
         else [("urgent", np.isin(y_true, URGENT_IDS), proba[:, URGENT_IDS].sum(axis=1))]
+    )
     for name, truth, score in curves:
         if truth.min() != truth.max():
             fpr, tpr, _ = roc_curve(truth, score)
             ax.plot(fpr, tpr, label=f"{' '.join(filter(None, [label, name]))} (AUC {auc(fpr, tpr):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)",
-           xlim=(0, 1), ylim=(0, 1.01), title="ROC, one class against the rest" if per_class else "ROC, urgent referral")
+    ax.set(
+        xlabel="false positive rate (1 - specificity)",
+        ylabel="true positive rate (sensitivity)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title="ROC, one class against the rest" if per_class else "ROC, urgent referral",
+    )
     ax.legend(loc="lower right", fontsize=8)
 
 
@@ -50,8 +73,7 @@ def draw_reliability(ax, y_true: np.ndarray, proba: np.ndarray, label: str = "mo
     used = [b for b in range(ECE_BINS) if (bins == b).any()]
     ax.plot([confidence[bins == b].mean() for b in used], [correct[bins == b].mean() for b in used], "o-", label=label)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.01),
-           title="Reliability")
+    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.01), title="Reliability")
     ax.legend(loc="upper left", fontsize=8)
 
 
@@ -61,7 +83,9 @@ def save_report_plots(out_dir: str | Path, y_true, proba, title: str = "") -> li
     out_dir.mkdir(parents=True, exist_ok=True)
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     drawings = {
-        "confusion_matrix.png": lambda ax: draw_confusion(ax, confusion_matrix(y_true, proba.argmax(1), labels=range(len(CLASSES))), title),
+        "confusion_matrix.png": lambda ax: draw_confusion(
+            ax, confusion_matrix(y_true, proba.argmax(1), labels=range(len(CLASSES))), title
+        ),
         "roc_curves.png": lambda ax: draw_roc(ax, y_true, proba, label=""),
         "reliability.png": lambda ax: draw_reliability(ax, y_true, proba, label=title or "model"),
     }

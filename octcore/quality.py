@@ -5,41 +5,35 @@ fundus image, a document or a blank frame from getting a confident-looking diagn
 grayscale, mostly dark background, wider than tall or square, and has a bright retinal layer (the
 RPE) running across it, continuous from column to column. Each failed check gives one sentence for the user.
 """
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from octcore.imaging import remove_padding
+from octcore.imaging import ScanImage, resize
 
 CHECK_SIZE = (128, 256)  # (height, width) the checks run at
-LAYER_JUMP = 0.04        # the brightest row may move this much (of the height) from one column to the next
-LAYER_CONTRAST = 2.0     # and must be this many times brighter than the median of the image
+LAYER_JUMP = 0.04  # the brightest row may move this much (of the height) from one column to the next
+LAYER_CONTRAST = 2.0  # and must be this many times brighter than the median of the image
 
 
-def colourfulness(image: Image.Image) -> float:
-    """Mean spread between the colour channels (0 for grayscale), on a thumbnail."""
-    if image.mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "1"):
-        return 0.0
-    rgb = np.asarray(image.convert("RGB").resize((128, 64)), dtype=np.float32) / 255
-    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
-
-
-def scan_warnings(gray: np.ndarray, colour: float = 0.0) -> list[str]:
-    """Reasons to doubt that `gray` (a load_scan array) is an OCT B-scan; empty when it looks like one.
-
-    colour: `colourfulness` of the original image, when the caller has it.
-    """
-    height, width = gray.shape
-    if gray.std() < 0.03:
+def scan_warnings(scan: ScanImage) -> list[str]:
+    """Reasons to doubt that a decoded scan (`read_scan`) is an OCT B-scan; empty when it looks like one."""
+    height, width = scan.gray.shape
+    if scan.gray.std() < 0.03:
         return ["The image is almost uniform (a blank or black frame), not a scan."]
     reasons = []
-    if colour > 0.06:
+    if scan.colour > 0.06:
         reasons.append("The image is in colour; OCT B-scans are grayscale (is this a photo or a fundus image?).")
     if not 0.7 <= width / height <= 4.0:
         reasons.append(f"The image is {width}x{height} pixels; B-scans are about as wide as tall up to 3 times wider.")
-    small = remove_padding(np.asarray(Image.fromarray(gray).resize(CHECK_SIZE[::-1], Image.Resampling.BOX), dtype=np.float32))
+    small = resize(
+        scan.unpadded, CHECK_SIZE, Image.Resampling.BOX
+    )  # padding found once, shared with the classical model
     if np.median(small) > 0.45:
-        reasons.append("The image is mostly bright; a B-scan is mostly dark background (is this a document or a photo?).")
+        reasons.append(
+            "The image is mostly bright; a B-scan is mostly dark background (is this a document or a photo?)."
+        )
     tissue = ndimage.gaussian_filter(small, 2)
     jumps = np.median(np.abs(np.diff(tissue.argmax(axis=0))))  # how far the brightest row moves between columns
     contrast = np.median(tissue.max(axis=0)) / (np.median(tissue) + 0.02)

@@ -1,1 +1,2 @@
-"""The Gradio Space: app (UI), engine (reading uploads, running the models), deploy (the bundle)."""
+"""The Gradio Space: app (entry point), ui (the page), engine (reading uploads, running the models) and
+deploy (the bundle)."""

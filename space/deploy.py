@@ -2,8 +2,9 @@
 
     python -m space.deploy --out DIR [--vit MODEL_DIR] [--baseline MODEL_DIR] [--repo USER/SPACE] [--dry-run]
 
-The bundle keeps the repository's layout, trimmed to what the app imports: space/ (app, engine,
-a few example scans), octcore/, baselines/, train/inference.py, the Space README (its YAML header
+The bundle keeps the repository's layout, trimmed to what the app imports: space/ (app, ui, engine,
+a few example scans), octcore/, models/, the classical model's definition in baselines/ (features
+and estimator), the Space README (its YAML header
 points Spaces at space/app.py) and requirements. --vit / --baseline take a local model folder, copied
 into space/models/ (the app's defaults; only the int8 ONNX of the ViT is copied when one exists,
 with the config and processor), or a Hub model id: listed in the README's `models:` (which links
@@ -11,6 +12,7 @@ the Space and the model pages) and, on upload, set as the Space's OCT_VIT_MODEL 
 variable, which the app loads from. --dry-run builds the folder and stops; otherwise it is uploaded
 with huggingface_hub.
 """
+
 import argparse
 import shutil
 import sys
@@ -20,8 +22,12 @@ from octcore.labels import CLASSES
 from space.engine import BASELINE_ENV, VIT_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"octcore": None, "baselines": None, "space": ["__init__.py", "app.py", "engine.py"],
-            "train": ["__init__.py", "inference.py"]}
+PACKAGES = {
+    "octcore": None,
+    "models": None,
+    "baselines": ["__init__.py", "features.py", "model.py"],
+    "space": ["__init__.py", "app.py", "ui.py", "engine.py"],
+}
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "checkpoints", "model.onnx", "*.rejected.onnx")
 
 
@@ -88,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     for model, variable in ((args.vit, VIT_ENV), (args.baseline, BASELINE_ENV)):
         if model and not _is_folder(model):
             add_space_variable(args.repo, variable, model)
-    url = upload_folder(repo_id=args.repo, repo_type="space", folder_path=str(bundle), commit_message="Deploy OCT Space").commit_url
+    url = upload_folder(
+        repo_id=args.repo, repo_type="space", folder_path=str(bundle), commit_message="Deploy OCT Space"
+    ).commit_url
     print(f"uploaded: {url}")
     return 0
 

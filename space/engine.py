@@ -1,9 +1,11 @@
-"""What the Space does with a file, without the UI: read it safely, run both models, explain, warn.
+"""What the Space does with a file, without the UI: read it safely, run every model, explain, warn.
 
 Everything a user can upload ends as a list of frames (a plain image is one frame, a DICOM may hold
-many, a zip holds several files); each frame is classified by every loaded model. Nothing here
-raises on bad input: a file that cannot be read becomes a `Frame` with an error message.
+many, a zip holds several files); each frame is decoded once (`octcore.imaging.read_scan`) and that
+one `ScanImage` goes to the quality check and to every loaded model. Nothing here raises on bad
+input: a file that cannot be read becomes a `Frame` with an error message.
 """
+
 import io
 import os
 import time
@@ -12,59 +14,78 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from octcore.imaging import MAX_BYTES, ScanError, load_scan
+from models import OCTModel, Prediction, load_model
+from octcore.imaging import MAX_BYTES, ScanError, ScanImage, read_scan
 from octcore.labels import CLASSES, REFERRAL, REFERRAL_LEVEL
-from octcore.quality import colourfulness, scan_warnings
+from octcore.quality import scan_warnings
 
 HERE = Path(__file__).resolve().parent
 VIT_ENV, BASELINE_ENV = "OCT_VIT_MODEL", "OCT_BASELINE_MODEL"
 DEFAULT_VIT, DEFAULT_BASELINE = HERE / "models" / "vit", HERE / "models" / "hog-lbp-svm"
-VIT_NAME, BASELINE_NAME = "ViT", "HOG+LBP SVM"   # how the app names the two models
-LOW_CONFIDENCE = 0.6     # top probability below this is shown as uncertain
-MAX_FRAMES = 128         # frames classified per DICOM
-MAX_ZIP_FILES = 200      # files read from one zip
+LOW_CONFIDENCE = 0.6  # top probability below this is shown as uncertain
+MAX_FRAMES = 128  # frames classified per DICOM
+MAX_ZIP_FILES = 200  # files read from one zip
 MAX_ZIP_TOTAL = 512 * 1024**2  # uncompressed bytes read from one zip (zip bombs stop here)
+
+
+@dataclass
+class Answer:
+    """One model's answer for one frame."""
+
+    prediction: Prediction
+    ms: float
+
+    @property
+    def label(self) -> str:
+        return CLASSES[int(self.prediction.proba.argmax())]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.prediction.proba.max())
 
 
 @dataclass
 class Frame:
     name: str
-    gray: np.ndarray | None = None
-    colour: float = 0.0
+    scan: ScanImage | None = None  # decoded once; None when unreadable
     error: str | None = None
-    results: dict = field(default_factory=dict)   # model name -> {"proba", "ms", "maps"}
-    quality: list[str] = field(default_factory=list)   # why the image may not be an OCT B-scan
+    results: dict[str, Answer] = field(default_factory=dict)  # by model name
+    quality: list[str] = field(default_factory=list)  # why the image may not be an OCT B-scan
     warnings: list[str] = field(default_factory=list)  # quality, then low confidence and disagreement
 
 
 class Models:
-    """The ViT and the classical model, loaded once; what is missing is said, not raised."""
+    """The ViT and the classical model, loaded once by `models.load_model`; what is missing is said, not raised."""
 
     def __init__(self, vit: str | None = None, baseline: str | None = None):
-        self.vit = self.baseline = None
+        self.vit: OCTModel | None = None
+        self.baseline: OCTModel | None = None
         self.problems: list[str] = []
         vit = vit or os.environ.get(VIT_ENV) or str(DEFAULT_VIT)
         baseline = baseline or os.environ.get(BASELINE_ENV) or str(DEFAULT_BASELINE)
         try:
-            from train.inference import load_vit
-
-            self.vit = load_vit(vit)
+            self.vit = load_model(vit)
         except Exception as e:  # any failure to load is reported in the app, never fatal
-            self.problems.append(f"ViT not loaded from `{vit}` ({type(e).__name__}: {e}). Train one with "
-                                 f"`python -m train --data DIR --out DIR` and set {VIT_ENV} to its folder or Hub id.")
+            self.problems.append(
+                f"ViT not loaded from `{vit}` ({e}). Train one with "
+                f"`python -m train --data DIR --out DIR` and set {VIT_ENV} to its folder or Hub id."
+            )
         try:
-            from baselines.io import load_baseline
-
-            self.baseline = load_baseline(baseline)
+            self.baseline = load_model(baseline)
         except Exception as e:
-            self.problems.append(f"Classical model not loaded from `{baseline}` ({type(e).__name__}: {e}). Train one "
-                                 f"with `python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}.")
+            self.problems.append(
+                f"Classical model not loaded from `{baseline}` ({e}). Train one "
+                f"with `python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}."
+            )
+
+    @property
+    def loaded(self) -> list[OCTModel]:
+        return [model for model in (self.vit, self.baseline) if model is not None]
 
     @property
     def names(self) -> list[str]:
-        return [name for name, model in ((VIT_NAME, self.vit), (BASELINE_NAME, self.baseline)) if model is not None]
+        return [model.name for model in self.loaded]
 
 
 def _dicom_frames(data: bytes, name: str) -> list[Frame]:
@@ -76,7 +97,6 @@ def _dicom_frames(data: bytes, name: str) -> list[Frame]:
     except Exception as e:
         return [Frame(name, error=f"cannot read DICOM {name}: {type(e).__name__}: {e}")]
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
-    colour = getattr(dataset, "SamplesPerPixel", 1) == 3
     if frames == 1:
         pixels = pixels[None]
     if frames > MAX_FRAMES:
@@ -88,7 +108,7 @@ def _dicom_frames(data: bytes, name: str) -> list[Frame]:
         try:
             if frame.dtype.kind in "ui":  # scale by the stored bit depth, not the container's (12-bit data in 16 bits)
                 frame = np.clip(frame.astype(np.float32) / (2**bits - 1), 0, 1)
-            out.append(Frame(label, load_scan(frame), 0.1 if colour else 0.0))
+            out.append(Frame(label, read_scan(frame, label)))
         except ScanError as e:
             out.append(Frame(label, error=str(e)))
     return out
@@ -96,14 +116,9 @@ def _dicom_frames(data: bytes, name: str) -> list[Frame]:
 
 def _image_frame(data: bytes, name: str) -> Frame:
     try:
-        gray = load_scan(data)
-        with Image.open(io.BytesIO(data)) as image:
-            colour = colourfulness(image)
-        return Frame(name, gray, colour)
+        return Frame(name, read_scan(data, name))
     except ScanError as e:
         return Frame(name, error=str(e).replace("(bytes)", name))
-    except Exception as e:  # the colour check re-opens an image load_scan accepted; never expected to fail
-        return Frame(name, error=f"cannot read {name}: {type(e).__name__}")
 
 
 def _zip_frames(data: bytes, name: str) -> list[Frame]:
@@ -118,11 +133,15 @@ def _zip_frames(data: bytes, name: str) -> list[Frame]:
         label = f"{name}/{member.filename}"
         total += member.file_size
         if member.file_size > MAX_BYTES or total > MAX_ZIP_TOTAL:
-            frames.append(Frame(label, error=f"skipped {label}: the zip expands to more than the limit (possible zip bomb)"))
+            frames.append(
+                Frame(label, error=f"skipped {label}: the zip expands to more than the limit (possible zip bomb)")
+            )
             break
         try:
             with archive.open(member) as handle:
-                content = handle.read(member.file_size + 1)  # never more than the header declares (a lying header fails its CRC)
+                content = handle.read(
+                    member.file_size + 1
+                )  # never more than the header declares (a lying header fails its CRC)
         except Exception as e:  # encrypted, corrupt or unsupported compression
             frames.append(Frame(label, error=f"cannot read {label}: {type(e).__name__}: {e}"))
             continue
@@ -155,25 +174,22 @@ def read_upload(path: str | Path) -> list[Frame]:
 
 
 def classify(frame: Frame, models: Models, explain: bool = True) -> Frame:
-    """Both models on one readable frame, with timings, explanation maps and warnings."""
-    if frame.gray is None:
+    """Every loaded model on one readable frame (the one decode shared), with timings, maps and warnings."""
+    if frame.scan is None:
         return frame
-    frame.quality = scan_warnings(frame.gray, frame.colour)
+    frame.quality = scan_warnings(frame.scan)
     frame.warnings = list(frame.quality)
-    if models.vit is not None:
+    for model in models.loaded:
         start = time.perf_counter()
-        proba, heat = models.vit.explain([frame.gray])
-        frame.results[VIT_NAME] = {"proba": proba[0], "ms": (time.perf_counter() - start) * 1000, "maps": {"attention": heat[0]}}
-    if models.baseline is not None:
-        start = time.perf_counter()
-        proba, maps = models.baseline.explain(frame.gray) if explain else (models.baseline.predict_proba([frame.gray])[0], {})
-        frame.results[BASELINE_NAME] = {"proba": proba, "ms": (time.perf_counter() - start) * 1000, "maps": maps}
-    tops = {name: CLASSES[int(r["proba"].argmax())] for name, r in frame.results.items()}
-    for name, r in frame.results.items():
-        if r["proba"].max() < LOW_CONFIDENCE:
-            frame.warnings.append(f"{name} is unsure (top probability {r['proba'].max():.0%}).")
-    if len(set(tops.values())) > 1:
-        frame.warnings.append("The models disagree: " + ", ".join(f"{n} says {c}" for n, c in tops.items()) + ".")
+        prediction = model.analyse(frame.scan, explain)
+        frame.results[model.name] = Answer(prediction, (time.perf_counter() - start) * 1000)
+    for name, answer in frame.results.items():
+        if answer.confidence < LOW_CONFIDENCE:
+            frame.warnings.append(f"{name} is unsure (top probability {answer.confidence:.0%}).")
+    if len({answer.label for answer in frame.results.values()}) > 1:
+        frame.warnings.append(
+            "The models disagree: " + ", ".join(f"{n} says {a.label}" for n, a in frame.results.items()) + "."
+        )
     return frame
 
 
@@ -182,9 +198,8 @@ def most_urgent(frames: list[Frame]) -> tuple[Frame, str] | None:
     scored = []
     for frame in frames:
         if frame.results:
-            result = next(iter(frame.results.values()))
-            label = CLASSES[int(result["proba"].argmax())]
-            scored.append((REFERRAL_LEVEL[REFERRAL[label]], float(result["proba"].max()), frame, label))
+            answer = next(iter(frame.results.values()))
+            scored.append((REFERRAL_LEVEL[REFERRAL[answer.label]], answer.confidence, frame, answer.label))
     if not scored:
         return None
     _, _, frame, label = max(scored, key=lambda s: (s[0], s[1]))

@@ -74,9 +74,17 @@ def tiny_vit(tmp_path_factory) -> Path:
     from train.data import DINOV2_SIZE, make_processor
 
     folder = tmp_path_factory.mktemp("tiny-vit")
-    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          image_size=56, patch_size=14, num_labels=4, id2label=dict(enumerate(CLASSES)),
-                          label2id={c: i for i, c in enumerate(CLASSES)})
+    config = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=56,
+        patch_size=14,
+        num_labels=4,
+        id2label=dict(enumerate(CLASSES)),
+        label2id={c: i for i, c in enumerate(CLASSES)},
+    )
     Dinov2ForImageClassification(config).save_pretrained(folder)
     make_processor(str(folder), DINOV2_SIZE).save_pretrained(folder)
     return folder
@@ -87,19 +95,21 @@ def small_baseline(tmp_path_factory) -> Path:
     """A HOG+LBP SVM fitted on 64 bundled scans with fixed settings, saved as `baselines.train` saves one."""
     import numpy as np
 
-    from baselines.features import scan_features
+    from baselines.features import FeatureSettings, scan_features
     from baselines.io import save_model_folder
     from baselines.model import OCTSVMClassifier
+    from models.classical import FORMAT
     from octcore.data import discover, targets
     from octcore.labels import CLASSES
 
     scans = discover(SAMPLE)[::3][:64]
-    settings = {"kind": "hog+lbp", "flatten": True, "sigma": 0.7}
+    settings = FeatureSettings()
     X = np.stack([scan_features(s.path, settings) for s in scans])
     y, _ = targets(scans)
     model = OCTSVMClassifier(C=10, gamma_scale=0.5).fit(X, y)
     folder = tmp_path_factory.mktemp("baseline") / "hog-lbp-svm"
-    return save_model_folder(folder, model, {"classes": list(CLASSES), "features": settings}, {}, "# test model")
+    config = {"format": FORMAT, "classes": list(CLASSES), "features": settings.to_dict()}
+    return save_model_folder(folder, model, config, {}, "# test model")
 
 
 @pytest.fixture(scope="session")

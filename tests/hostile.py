@@ -2,6 +2,7 @@
 zip bombs, zips with path-traversal member names. Every generator takes a `random.Random`, so a run
 is reproducible from its seed (hypothesis drives the seed in tests, a counter in the benchmark).
 """
+
 import io
 import random
 import struct
@@ -15,8 +16,21 @@ import numpy as np
 from PIL import Image
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample"
-HOSTILE_NAMES = ["../../etc/passwd", "/etc/shadow", "..\\..\\windows\\win.ini", "C:/boot.ini", "a/../../b.jpeg",
-                 "scan.jpeg", "x" * 300 + ".png", "ünïcödé.tif", "", ".", "nul\x00.jpeg", "dir/", "../scan.dcm"]
+HOSTILE_NAMES = [
+    "../../etc/passwd",
+    "/etc/shadow",
+    "..\\..\\windows\\win.ini",
+    "C:/boot.ini",
+    "a/../../b.jpeg",
+    "scan.jpeg",
+    "x" * 300 + ".png",
+    "ünïcödé.tif",
+    "",
+    ".",
+    "nul\x00.jpeg",
+    "dir/",
+    "../scan.dcm",
+]
 
 
 def dicom(frames: list[np.ndarray], bits_stored: int = 8) -> bytes:
@@ -34,7 +48,12 @@ def dicom(frames: list[np.ndarray], bits_stored: int = 8) -> bytes:
     data.Rows, data.Columns = stack.shape[1:]
     data.NumberOfFrames = len(frames)
     data.SamplesPerPixel, data.PhotometricInterpretation = 1, "MONOCHROME2"
-    data.BitsAllocated, data.BitsStored, data.HighBit, data.PixelRepresentation = allocated, bits_stored, bits_stored - 1, 0
+    data.BitsAllocated, data.BitsStored, data.HighBit, data.PixelRepresentation = (
+        allocated,
+        bits_stored,
+        bits_stored - 1,
+        0,
+    )
     data.PixelData = stack.tobytes()
     buffer = io.BytesIO()
     data.save_as(buffer, enforce_file_format=True)
@@ -57,10 +76,15 @@ def valid_files() -> dict[str, bytes]:
     with zipfile.ZipFile(scans, "w", zipfile.ZIP_DEFLATED) as archive:
         for p in paths[:3]:
             archive.writestr(p.name, p.read_bytes())
-    return {"jpeg": paths[0].read_bytes(), "png": _encode(image, "PNG"), "tiff": _encode(image, "TIFF", compression="tiff_lzw"),
-            "tiff16": _encode(Image.fromarray(np.asarray(image).astype(np.uint16) * 257), "TIFF"),
-            "dicom": dicom(frames), "dicom12": dicom([f.astype(np.uint16) * 16 for f in frames], bits_stored=12),
-            "zip": scans.getvalue()}
+    return {
+        "jpeg": paths[0].read_bytes(),
+        "png": _encode(image, "PNG"),
+        "tiff": _encode(image, "TIFF", compression="tiff_lzw"),
+        "tiff16": _encode(Image.fromarray(np.asarray(image).astype(np.uint16) * 257), "TIFF"),
+        "dicom": dicom(frames),
+        "dicom12": dicom([f.astype(np.uint16) * 16 for f in frames], bits_stored=12),
+        "zip": scans.getvalue(),
+    }
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
@@ -70,17 +94,19 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
         at = rng.randrange(max(1, len(out)))
         edit = rng.randrange(6)
         if edit == 0:
-            out[at:at + 1] = bytes([rng.randrange(256)])
+            out[at : at + 1] = bytes([rng.randrange(256)])
         elif edit == 1:
-            out[at:at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00"])
+            out[at : at + 4] = rng.choice(
+                [b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00"]
+            )
         elif edit == 2:
             del out[at:]
         elif edit == 3:
             out[at:at] = rng.randbytes(rng.randint(1, 64))
         elif edit == 4:
-            out[at:at] = out[at:at + rng.randint(1, 256)] * rng.randint(2, 16)
+            out[at:at] = out[at : at + rng.randint(1, 256)] * rng.randint(2, 16)
         else:
-            out[at:at + rng.randint(1, 512)] = bytes(min(512, len(out) - at))
+            out[at : at + rng.randint(1, 512)] = bytes(min(512, len(out) - at))
     return bytes(out)
 
 
@@ -88,8 +114,8 @@ def png_claiming(width: int, height: int) -> bytes:
     """A small valid PNG whose header (CRC fixed) claims another size: a decompression-bomb header."""
     data = bytearray(valid_files()["png"])
     ihdr = data.index(b"IHDR")
-    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
     return bytes(data)
 
 
@@ -97,7 +123,7 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     """The bundled JPEG with its frame header (SOF0) claiming another size."""
     data = bytearray(valid_files()["jpeg"])
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -117,32 +143,52 @@ def dicom_claiming(rng: random.Random) -> bytes:
 def zip_bomb(lying: bool) -> bytes:
     """100 MB of zeros in 100 kB. `lying`: the headers claim 1 kB, so only the CRC check can notice."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("zeros.png", "w", force_zip64=False) as member:
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("zeros.png", "w", force_zip64=False) as member,
+    ):
         for _ in range(100):
             member.write(bytes(1024**2))
     data = bytearray(buffer.getvalue())
     if lying:
         for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local header, central directory
             at = data.index(signature)
-            data[at + offset:at + offset + 4] = struct.pack("<I", 1024)
+            data[at + offset : at + offset + 4] = struct.pack("<I", 1024)
     return bytes(data)
 
 
 def hostile_zip(rng: random.Random) -> bytes:
     """A zip of 1-8 members with hostile names holding valid, mutated or bomb files, or another zip."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", rng.choice([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])) as archive:
+    with (
+        warnings.catch_warnings(),
+        zipfile.ZipFile(buffer, "w", rng.choice([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])) as archive,
+    ):
         warnings.simplefilter("ignore", UserWarning)  # duplicate member names are meant
         for _ in range(rng.randint(1, 8)):
             name = rng.choice(HOSTILE_NAMES) or "unnamed"
-            content = rng.choice([lambda: rng.choice(list(valid_files().values())),
-                                  lambda: mutate(rng.choice(list(valid_files().values())), rng),
-                                  lambda: valid_files()["zip"], lambda: rng.randbytes(rng.randint(0, 2048))])()
+            content = rng.choice(
+                [
+                    lambda: rng.choice(list(valid_files().values())),
+                    lambda: mutate(rng.choice(list(valid_files().values())), rng),
+                    lambda: valid_files()["zip"],
+                    lambda: rng.randbytes(rng.randint(0, 2048)),
+                ]
+            )()
             archive.writestr(zipfile.ZipInfo(name.rstrip("\x00")), content)
     return buffer.getvalue()
 
 
-KINDS = ("mutated image", "mutated DICOM", "mutated zip", "bomb header", "lying DICOM", "hostile zip", "zip bomb", "random bytes")
+KINDS = (
+    "mutated image",
+    "mutated DICOM",
+    "mutated zip",
+    "bomb header",
+    "lying DICOM",
+    "hostile zip",
+    "zip bomb",
+    "random bytes",
+)
 
 
 def hostile_file(kind: str, rng: random.Random) -> bytes:

@@ -1,4 +1,5 @@
 """The audit finds the leaks a test plants in a real-layout dataset, and reports through its CLI."""
+
 import json
 import subprocess
 import sys
@@ -33,8 +34,9 @@ def test_cli_json_and_exit_codes(leaky_dataset, tmp_path, capsys):
     assert isinstance(report["duplicate_images_across_splits"], int)
     assert main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    text = subprocess.run([sys.executable, "-m", "octcore.audit", str(leaky_dataset["root"])],
-                          capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "octcore.audit", str(leaky_dataset["root"])], capture_output=True, text=True, check=True
+    ).stdout
     assert "patients in more than one split:        1" in text and "LEAK" in text
 
 

@@ -1,42 +1,52 @@
 """The classical baseline trains on the bundled scans, saves safely and reloads to identical predictions."""
+
 import json
-import os
 import pickle
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skops.io as sio
+from conftest import ROOT
 
-from baselines.features import extract, retina_band
-from baselines.io import MODEL_FILE, UntrustedModelError, load_baseline, save_model_folder
+from baselines.features import FeatureSettings, retina_band, scan_features
+from baselines.io import save_model_folder
 from baselines.model import PARAM_GRID
 from baselines.train import main
-from conftest import ROOT
-from octcore.imaging import load_scan, remove_padding
+from models import ModelFormatError, UntrustedModelError, load_model
+from models.classical import MODEL_FILE
+from octcore.imaging import load_scan, read_scan, remove_padding
+
+
+def train(out: Path, cache: Path, *options: str) -> int:
+    """`python -m baselines.train` on the bundled sample, in process."""
+    return main(["--data", "examples/sample", "--out", str(out), "--cache-dir", str(cache), *options])
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "hog-lbp-svm"
     cache = tmp_path_factory.mktemp("cache")
-    assert main(["--data", "examples/sample", "--out", str(out), "--cache-dir", str(cache)]) == 0
+    assert train(out, cache) == 0
     return out, cache
 
 
 def test_features_see_a_flattened_band_and_its_mirror(a_scan):
-    gray = load_scan(a_scan)
-    band = retina_band(gray)
+    band = retina_band(read_scan(a_scan), FeatureSettings())
     assert band.shape == (96, 256) and band.max() > 0.3
-    pair = extract(gray)
+    pair = scan_features(a_scan, FeatureSettings())
     assert pair.shape[0] == 2 and np.isfinite(pair).all() and not np.allclose(pair[0], pair[1])
     with pytest.raises(ValueError, match="unknown features"):
-        extract(gray, kind="sift")
+        FeatureSettings(kind="sift")
+
+
+def test_feature_settings_round_trip_through_json():
+    settings = FeatureSettings(kind="lbp", sigma=0.0, lbp_scales=((8, 1),))
+    assert FeatureSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
 
 
 def test_padding_is_removed_and_speckled_tissue_kept(a_scan):
@@ -57,32 +67,56 @@ def test_trained_folder_records_the_searched_hyperparameters(trained):
 def test_nystroem_solver_for_large_data_trains_and_reloads(trained, tmp_path, sample):
     _, cache = trained
     out = tmp_path / "nystroem"
-    assert main(["--data", "examples/sample", "--out", str(out), "--cache-dir", str(cache),
-                 "--solver", "nystroem", "--C", "10", "--gamma-scale", "0.5"]) == 0
+    assert train(out, cache, "--solver", "nystroem", "--C", "10", "--gamma-scale", "0.5") == 0
     config = json.loads((out / "config.json").read_text())
     assert config["solver"] == "nystroem" and config["search"]["cv_accuracy"] is None
-    proba = load_baseline(out).predict_proba(sorted((sample / "DME").glob("*.jpeg"))[:3])
+    proba = load_model(out).predict_proba(sorted((sample / "DME").glob("*.jpeg"))[:3])
     assert proba.shape == (3, 4) and np.allclose(proba.sum(axis=1), 1)
 
 
 def test_trained_folder_reloads_with_identical_predictions(trained, sample):
     out, _ = trained
-    assert {p.name for p in out.iterdir()} == {"model.skops", "config.json", "metrics.json", "README.md"}
+    assert {p.name for p in out.iterdir()} == {"model.skops", "config.json", "metrics.json", "README.md", "split.json"}
     scans = sorted((sample / "CNV").glob("*.jpeg"))[:4] + sorted((sample / "NORMAL").glob("*.jpeg"))[:4]
-    first, second = load_baseline(out), load_baseline(str(out))
+    first, second = load_model(out), load_model(str(out))
+    assert first.kind == "classical" and first.name == "HOG+LBP SVM"
     proba = first.predict_proba(scans)
     assert proba.shape == (8, 4) and np.allclose(proba.sum(axis=1), 1)
     assert np.array_equal(proba, second.predict_proba([p.read_bytes() for p in scans]))
     # The Space's path (probabilities and maps from one band) gives the same probabilities.
-    explained, maps = first.explain(scans[0])
-    assert np.allclose(explained, proba[0], atol=1e-6) and set(maps) == {"band", "hog", "lbp"}
+    answer = first.analyse(scans[0])
+    assert np.allclose(answer.proba, proba[0], atol=1e-6) and set(answer.maps) == {"band", "hog", "lbp"}
+
+
+def test_the_trainer_reports_the_test_part_of_the_split_it_saves(trained, sample):
+    from octcore.data import discover, load_split
+
+    out, _ = trained
+    scans = discover(sample)
+    split = load_split(out / "split.json", scans)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == split.count("test") and set(split) == {"train", "val", "test"}
+    assert json.loads((out / "config.json").read_text())["n_train"] == split.count("train")
+
+
+def test_a_given_split_file_is_used_exactly(trained, tmp_path, sample):
+    from octcore.data import discover, load_split, patient_split, save_split
+
+    _, cache = trained
+    scans = discover(sample)
+    mine = patient_split(scans, seed=7)
+    save_split(tmp_path / "split.json", scans, mine, seed=7)
+    out = tmp_path / "model"
+    assert train(out, cache, "--split-file", str(tmp_path / "split.json"), "--C", "10", "--gamma-scale", "0.5") == 0
+    assert load_split(out / "split.json", scans) == mine
+    assert json.loads((out / "metrics.json").read_text())["n_images"] == mine.count("test")
 
 
 def test_refit_uses_the_feature_cache(trained, tmp_path):
     out, cache = trained
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*")}
     assert any(p.name.startswith("part-") for p in before)
-    assert main(["--data", "examples/sample", "--out", str(tmp_path / "again"), "--cache-dir", str(cache)]) == 0
+    assert train(tmp_path / "again", cache) == 0
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*")} == before  # nothing recomputed, nothing rewritten
 
 
@@ -94,39 +128,50 @@ def test_a_skops_file_with_an_untrusted_type_is_refused(trained, tmp_path):
     shutil.copytree(out, bad)
     sio.dump({"payload": Decimal(1)}, bad / MODEL_FILE)
     with pytest.raises(UntrustedModelError, match="does not trust"):
-        load_baseline(bad)
+        load_model(bad)
 
 
 def test_killed_run_resumes_to_the_same_model_and_metrics(trained, tmp_path, sample):
-    """SIGKILL mid-extraction, then the same command again: it reuses the cache parts written so far
-    and ends with the model and metrics of the uninterrupted run (the `trained` fixture)."""
+    """SIGKILL while the third cache part is being written (after its bytes, before its rename), then the
+    same command again: it reuses the two parts written whole and ends with the model and metrics of
+    the uninterrupted run (the `trained` fixture)."""
     reference, _ = trained
     out, cache = tmp_path / "model", tmp_path / "cache"
-    command = [sys.executable, "-m", "baselines.train", "--data", "examples/sample", "--out", str(out),
-               "--cache-dir", str(cache), "--cache-every", "16"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while not list(cache.glob("*/part-*.npz")) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.005)
-    os.killpg(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL and not out.exists()
+    arguments = [
+        "baselines.train",
+        "--data",
+        "examples/sample",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--cache-every",
+        "16",
+    ]
+    killed = subprocess.run(
+        [sys.executable, "tests/killer.py", "numpy:savez", "3", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        start_new_session=True,
+    )
+    assert killed.returncode == -signal.SIGKILL and not out.exists()
     parts = list(cache.glob("*/part-*.npz"))
-    assert 0 < len(parts) < 12  # 192 scans, 16 per part: stopped mid-way with some work kept
+    assert len(parts) == 2 and len(list(cache.glob("*/.part-*"))) == 1  # the third never renamed in
 
-    assert subprocess.run(command, cwd=ROOT, capture_output=True).returncode == 0
+    assert subprocess.run([sys.executable, "-m", *arguments], cwd=ROOT, capture_output=True).returncode == 0
     assert set(parts) < set(cache.glob("*/part-*.npz"))  # kept parts reused, the rest added
     for name in ("metrics.json", "config.json"):
         assert json.loads((out / name).read_text()) == json.loads((reference / name).read_text()), name
     scans = sorted(sample.glob("*/*.jpeg"))[::12]
-    assert np.array_equal(load_baseline(out).predict_proba(scans), load_baseline(reference).predict_proba(scans))
+    assert np.array_equal(load_model(out).predict_proba(scans), load_model(reference).predict_proba(scans))
 
 
 def test_a_crash_while_saving_leaves_the_previous_model(trained, tmp_path, monkeypatch, a_scan):
     reference, _ = trained
     out = tmp_path / "model"
     shutil.copytree(reference, out)
-    before = load_baseline(out).predict_proba([a_scan])
-    model = load_baseline(reference).estimator
+    before = load_model(out).predict_proba([a_scan])
+    model = load_model(reference).estimator
 
     def crash(*args):
         raise OSError("disk full")
@@ -135,7 +180,7 @@ def test_a_crash_while_saving_leaves_the_previous_model(trained, tmp_path, monke
     with pytest.raises(OSError, match="disk full"):
         save_model_folder(out, model, {}, {}, "card")
     monkeypatch.undo()
-    assert np.array_equal(load_baseline(out).predict_proba([a_scan]), before)
+    assert np.array_equal(load_model(out).predict_proba([a_scan]), before)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging folder left behind
 
 
@@ -146,11 +191,11 @@ def test_pickles_are_never_loaded(trained, tmp_path):
     model = (folder / MODEL_FILE).read_bytes()
     (folder / MODEL_FILE).write_bytes(pickle.dumps({"not": "skops"}))  # a pickle under the skops name
     with pytest.raises(UntrustedModelError, match="not a skops file"):
-        load_baseline(folder)
+        load_model(folder)
     (folder / MODEL_FILE).unlink()
     (folder / "model.pkl").write_bytes(model)
-    with pytest.raises(FileNotFoundError, match="pickle files are never loaded"):
-        load_baseline(folder)
+    with pytest.raises(ModelFormatError, match="pickle files are never loaded"):
+        load_model(folder)
 
 
 def test_bad_data_folder_exits_with_a_message(tmp_path, capsys):
@@ -158,10 +203,35 @@ def test_bad_data_folder_exits_with_a_message(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_a_model_from_other_feature_settings_is_refused_with_a_message(trained, tmp_path, monkeypatch):
-    import baselines.features
-
+@pytest.mark.parametrize("change", ["older folder", "older version", "other settings"])
+def test_a_model_this_version_cannot_reproduce_is_refused_with_a_message(trained, tmp_path, change):
     reference, _ = trained
-    monkeypatch.setitem(baselines.features.HOG_PARAMS, "orientations", 9)  # as an older version made them
-    with pytest.raises(ValueError, match="retrain it"):
-        load_baseline(reference)
+    folder = tmp_path / "model"
+    shutil.copytree(reference, folder)
+    config = json.loads((folder / "config.json").read_text())
+    if change == "older folder":  # as versions before typed settings saved them
+        config.pop("format")
+        config["features"] = {"kind": "hog+lbp", "flatten": True, "sigma": 0.7}
+    elif change == "older version":
+        config["features"]["version"] = 1
+    else:  # settings that make another number of features than the estimator was fitted on
+        config["features"]["hog_orientations"] = 9
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="retrain it with python -m baselines.train"):
+        load_model(folder)
+
+
+def test_the_model_sees_the_same_features_in_training_and_in_the_space(trained, sample):
+    """One decode for both: the features the trainer cached for a file equal what the Space computes
+    from the uploaded bytes of that file."""
+    from baselines.cache import cached_features
+    from octcore.data import discover
+    from space.engine import read_bytes
+
+    out, cache = trained
+    model = load_model(out)
+    scans = discover(sample)[::50]
+    training = cached_features(scans, model.settings, cache, progress=False)
+    for scan, features in zip(scans, training):
+        (frame,) = read_bytes(scan.path.read_bytes(), scan.path.name)
+        np.testing.assert_array_equal(model.features([frame.scan])[0], features)

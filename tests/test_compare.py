@@ -1,4 +1,5 @@
 """The comparison: every model on the same test scans, the metrics.json other tools read, the report."""
+
 import json
 
 import pytest
@@ -11,8 +12,23 @@ from octcore.split import main as split_main
 def report(tiny_vit, small_baseline, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     assert split_main(["examples/sample", "--out", str(out / "split.json")]) == 0
-    assert main(["--data", "examples/sample", "--split-file", str(out / "split.json"), "--out", str(out / "report"),
-                 "--model", str(tiny_vit), "--model", str(small_baseline)]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                "examples/sample",
+                "--split-file",
+                str(out / "split.json"),
+                "--out",
+                str(out / "report"),
+                "--model",
+                str(tiny_vit),
+                "--model",
+                str(small_baseline),
+            ]
+        )
+        == 0
+    )
     return out / "report", json.loads((out / "split.json").read_text())
 
 
@@ -25,7 +41,7 @@ def test_metrics_json_keeps_its_shape(report):
         assert model["source"].endswith(name)  # named by the model folder
         assert isinstance(model["accuracy"], float) and isinstance(model["macro_f1"], float)
         assert model["ms_per_image"] > 0 and model["n_images"] == metrics["n_images"]
-    (pair, test), = metrics["paired_tests"].items()
+    ((pair, test),) = metrics["paired_tests"].items()
     assert " vs " in pair and 0 <= test["p_value"] <= 1
 
 

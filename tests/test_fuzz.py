@@ -3,28 +3,28 @@ hang, bombs are refused before they expand, and zip member names never reach the
 
 `python benchmarks/fuzz_inputs.py --seconds N` runs the same generators for a fixed time (README).
 """
+
 import random
-import time
 from pathlib import Path
 
 import numpy as np
+from hostile import KINDS, hostile_file, hostile_zip, zip_bomb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import KINDS, hostile_file, hostile_zip, zip_bomb
 from octcore.imaging import ScanError, load_scan
-from space.app import analyse, batch
 from space.engine import read_bytes
+from space.ui import analyse, batch
 
+# No time bounds here (a loaded machine would make them flaky): hangs and slow inputs are what
+# `python benchmarks/fuzz_inputs.py` measures.
 FUZZ = settings(max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-SECONDS_PER_INPUT = 10  # far above any real scan's ~0.1 s: a hang or a bomb expanding would pass it
 
 
 @FUZZ
 @given(kind=st.sampled_from(KINDS), rng=st.randoms(use_true_random=False))
 def test_the_loader_reads_or_refuses_every_input(kind, rng):
     data = hostile_file(kind, rng)
-    start = time.perf_counter()
     try:
         gray = load_scan(data)
     except ScanError as e:
@@ -33,8 +33,7 @@ def test_the_loader_reads_or_refuses_every_input(kind, rng):
         assert gray.ndim == 2 and gray.dtype == np.float32 and np.isfinite(gray).all()
         assert 0 <= gray.min() and gray.max() <= 1
     for frame in read_bytes(data, "upload"):  # what the Space makes of the same bytes
-        assert frame.gray is not None or frame.error
-    assert time.perf_counter() - start < SECONDS_PER_INPUT
+        assert frame.scan is not None or frame.error
 
 
 @settings(FUZZ, max_examples=40)
@@ -42,12 +41,10 @@ def test_the_loader_reads_or_refuses_every_input(kind, rng):
 def test_the_space_answers_every_input(models, tmp_path_factory, kind, rng):
     path = tmp_path_factory.mktemp("upload") / f"upload{rng.choice(['.jpeg', '.dcm', '.zip', '.png', ''])}"
     path.write_bytes(hostile_file(kind, rng))
-    start = time.perf_counter()
     outputs = analyse(str(path), models)
     assert len(outputs) == 9 and isinstance(outputs[0], str) and outputs[0]
     table, csv = batch([str(path)], models)
     assert len(table) >= 1 and Path(csv).is_file()
-    assert time.perf_counter() - start < SECONDS_PER_INPUT
 
 
 def test_zip_member_names_never_reach_the_disk(models, tmp_path, monkeypatch):
@@ -69,5 +66,5 @@ def test_zip_bombs_are_refused_without_expanding():
         bomb = zip_bomb(lying)
         assert len(bomb) < 1024**2  # 100 MB of zeros inside
         frames = read_bytes(bomb, "bomb.zip")
-        assert len(frames) == 1 and frames[0].gray is None
+        assert len(frames) == 1 and frames[0].scan is None
         assert ("zip bomb" in frames[0].error) if not lying else ("cannot read" in frames[0].error)

@@ -1,4 +1,5 @@
 """The one image loader: every format and mode a user may bring, and a clear error for everything else."""
+
 import io
 from pathlib import Path
 
@@ -107,8 +108,22 @@ def bad_inputs(a_scan: Path, tmp_path: Path) -> dict[str, tuple[object, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["text file", "empty file", "truncated JPEG", "decompression bomb", "tiny image",
-                                  "missing file", "folder", "GIF", "NaN array", "1-D array", "wrong type"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "text file",
+        "empty file",
+        "truncated JPEG",
+        "decompression bomb",
+        "tiny image",
+        "missing file",
+        "folder",
+        "GIF",
+        "NaN array",
+        "1-D array",
+        "wrong type",
+    ],
+)
 def test_bad_input_raises_one_clear_error(case, a_scan, tmp_path):
     source, reason = bad_inputs(a_scan, tmp_path)[case]
     with pytest.raises(ScanError, match=reason) as raised:
@@ -127,6 +142,6 @@ def test_min_size_decodes_a_large_jpeg_at_reduced_scale_only(gray):
     half = load_scan(jpeg, min_size=(248, 512))
     assert half.shape == (248, 512)
     assert load_scan(jpeg, min_size=(300, 512)).shape == (496, 1024)  # 1/2 scale would be too small
-    assert load_scan(png, min_size=(248, 512)).shape == (496, 1024)   # only JPEG has DCT scaling
+    assert load_scan(png, min_size=(248, 512)).shape == (496, 1024)  # only JPEG has DCT scaling
     full = np.asarray(Image.fromarray(load_scan(jpeg)).resize((512, 248), Image.Resampling.BOX))
     assert np.abs(half - full).mean() < 0.02  # the same picture, not a crop

@@ -1,4 +1,5 @@
 """The shared metrics against values worked out by hand, and the plots a report shows."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -40,9 +41,11 @@ def test_per_class_rates_match_hand_computation(report):
 def test_referral_weighting_and_calibration_match_hand_computation(report):
     urgent = report["urgent_referral"]
     assert urgent["sensitivity"] == 1.0 and urgent["specificity"] == pytest.approx(3 / 4)
-    # urgent score 0.8 for the 5 scans called CNV/DME, 0.2 otherwise: 14 of 16 pairs ranked right, counting a tie as half
+    # urgent score 0.8 for the 5 scans called CNV/DME, 0.2 otherwise: 14 of 16 pairs ranked right,
+    # counting a tie as half
     assert urgent["auc"] == pytest.approx(14 / 16)
-    # penalties: same level 1 + under-referral by one level 2 + over-referral 1 = 4 over 8 scans, scaled by the worst (4)
+    # penalties: same level 1 + under-referral by one level 2 + over-referral 1 = 4 over 8 scans,
+    # scaled by the worst (4)
     assert penalty_matrix()[0, 3] == 4 and report["weighted_error"] == pytest.approx(4 / 8 / 4)
     assert report["ece"] == pytest.approx(abs(5 / 8 - 0.7))
 

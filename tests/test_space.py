@@ -1,4 +1,5 @@
 """The Space: the prediction function on real and hostile uploads, then the launched app over HTTP."""
+
 import io
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -6,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import dicom
 from PIL import Image
 
-from hostile import dicom
 from octcore.labels import CLASSES
-from space.app import analyse, batch, build
 from space.engine import Models
+from space.ui import analyse, batch, build
 
 SUMMARY, VIT_LABEL, VIT_TEXT, VIT_MAP, SVM_LABEL, SVM_TEXT, HOG_MAP, LBP_MAP, FRAMES = range(9)
 
@@ -38,7 +39,9 @@ def test_a_real_scan_gets_both_predictions_and_explanations(models, a_scan):
     assert "does not look like" not in out[SUMMARY]
 
 
-@pytest.mark.parametrize("kind", ["text", "empty", "truncated", "bomb", "16-bit", "rgba", "palette", "photo", "blank", "zip-in-zip"])
+@pytest.mark.parametrize(
+    "kind", ["text", "empty", "truncated", "bomb", "16-bit", "rgba", "palette", "photo", "blank", "zip-in-zip"]
+)
 def test_bad_or_odd_uploads_get_a_message_never_a_traceback(kind, models, a_scan, tmp_path):
     scan = Image.open(a_scan)
     data = {
@@ -46,10 +49,12 @@ def test_bad_or_odd_uploads_get_a_message_never_a_traceback(kind, models, a_scan
         "empty": b"",
         "truncated": a_scan.read_bytes()[:2000],
         "bomb": encoded(Image.new("L", (9000, 9000)), "PNG"),
-        "16-bit": encoded(Image.fromarray((np.asarray(scan, np.uint16) * 257)), "PNG"),
+        "16-bit": encoded(Image.fromarray(np.asarray(scan, np.uint16) * 257), "PNG"),
         "rgba": encoded(scan.convert("RGBA"), "PNG"),
         "palette": encoded(scan.convert("P"), "PNG"),
-        "photo": encoded(Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)), "JPEG"),
+        "photo": encoded(
+            Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)), "JPEG"
+        ),
         "blank": encoded(Image.new("L", (512, 256), 0), "PNG"),
         "zip-in-zip": b"PK\x03\x04" + b"\0" * 100,
     }[kind]
@@ -64,7 +69,10 @@ def test_bad_or_odd_uploads_get_a_message_never_a_traceback(kind, models, a_scan
 
 
 def test_dicom_frames_are_all_classified_and_the_most_urgent_is_shown(models, sample, tmp_path):
-    scans = [np.asarray(Image.open(p).convert("L").resize((512, 248))) for p in sorted((sample / "NORMAL").glob("*.jpeg"))[:2]]
+    scans = [
+        np.asarray(Image.open(p).convert("L").resize((512, 248)))
+        for p in sorted((sample / "NORMAL").glob("*.jpeg"))[:2]
+    ]
     single = analyse(write(tmp_path / "one.dcm", dicom(scans[:1])), models)
     assert single[VIT_LABEL] is not None and len(single[FRAMES]) == 1
     multi = analyse(write(tmp_path / "volume.dcm", dicom(scans + scans[:1])), models)
@@ -115,7 +123,9 @@ def test_launched_app_answers_single_batch_dicom_and_bad_requests(served, a_scan
     assert len(table["data"]) == 1 and Path(csv_file).read_text().startswith("file,")
     bad = client.predict(handle_file(write(tmp_path / "x.jpeg", b"garbage")), api_name="/predict")
     assert "Cannot read" in bad[SUMMARY]
-    frames = [np.asarray(Image.open(p).convert("L").resize((512, 248))) for p in sorted((sample / "CNV").glob("*.jpeg"))[:2]]
+    frames = [
+        np.asarray(Image.open(p).convert("L").resize((512, 248))) for p in sorted((sample / "CNV").glob("*.jpeg"))[:2]
+    ]
     volume = client.predict(handle_file(write(tmp_path / "volume.dcm", dicom(frames))), api_name="/predict")
     assert "2 frames" in volume[SUMMARY] and len(volume[FRAMES]["data"]) == 2
 
@@ -144,8 +154,10 @@ def test_browser_upload_renders_both_predictions(served, a_scan):
         page.locator("input[type=file]").first.set_input_files(str(a_scan))
         for element in ("#vit-label", "#svm-label"):
             page.wait_for_function(
-                f"() => {{ const e = document.querySelector('{element}'); return e && /CNV|DME|DRUSEN|NORMAL/.test(e.innerText); }}",
-                timeout=60_000)
+                f"() => {{ const e = document.querySelector('{element}'); "
+                "return e && /CNV|DME|DRUSEN|NORMAL/.test(e.innerText); }",
+                timeout=60_000,
+            )
         assert "not a diagnosis" in page.content()
         browser.close()
 
@@ -155,7 +167,6 @@ def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tm
     import socket
     import subprocess
     import sys
-    import time
 
     from gradio_client import Client, handle_file
 
@@ -163,7 +174,9 @@ def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tm
 
     bundle = tmp_path / "bundle"
     assert deploy(["--out", str(bundle), "--vit", str(tiny_vit), "--baseline", str(small_baseline), "--dry-run"]) == 0
-    assert (bundle / "README.md").read_text().startswith("---") and "app_file: space/app.py" in (bundle / "README.md").read_text()
+    assert (bundle / "README.md").read_text().startswith("---") and "app_file: space/app.py" in (
+        bundle / "README.md"
+    ).read_text()
     assert {p.name for p in (bundle / "space" / "models").iterdir()} == {"vit", "hog-lbp-svm"}
     assert not (bundle / "tests").exists() and len(list((bundle / "space" / "examples").glob("*.jpeg"))) == 4
     with socket.socket() as s:
@@ -171,22 +184,34 @@ def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tm
         port = s.getsockname()[1]
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
     env.pop("OCT_VIT_MODEL", None), env.pop("OCT_BASELINE_MODEL", None)
-    check = ("import runpy; runpy.run_path('space/app.py', run_name='bundle_check'); "  # app.py puts the bundle first
-             "import octcore, baselines.io, space.engine, train.inference as t; "
-             "print(octcore.__file__, baselines.io.__file__, space.engine.__file__, t.__file__)")
-    where = subprocess.run([sys.executable, "-c", check], cwd=bundle, capture_output=True, text=True, env=env, timeout=120)
+    check = (
+        "import runpy; runpy.run_path('space/app.py', run_name='bundle_check'); "  # app.py puts the bundle first
+        "import octcore, models.vit, models.classical, baselines.features, space.engine; "
+        "print(octcore.__file__, models.vit.__file__, models.classical.__file__, baselines.features.__file__, "
+        "space.engine.__file__)"
+    )
+    where = subprocess.run(
+        [sys.executable, "-c", check], cwd=bundle, capture_output=True, text=True, env=env, timeout=120
+    )
     assert where.returncode == 0, where.stderr[-2000:]
     assert all(path.startswith(str(bundle)) for path in where.stdout.split()), where.stdout
-    server = subprocess.Popen([sys.executable, "space/app.py"], cwd=bundle, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [sys.executable, "space/app.py"],
+        cwd=bundle,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        printed = []
+        for line in server.stdout:  # Gradio prints its URL once it serves; no polling against a clock
+            printed.append(line)
+            if "Running on local URL" in line:
                 break
-            except Exception:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                time.sleep(0.5)
+        else:
+            pytest.fail("the bundle's app exited before serving:\n" + "".join(printed)[-2000:])
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         out = client.predict(handle_file(str(a_scan)), api_name="/predict")
         assert out[VIT_LABEL]["label"] in CLASSES and out[SVM_LABEL]["label"] in CLASSES
     finally:
@@ -200,7 +225,12 @@ def test_deploy_with_hub_ids_names_them_in_the_space_readme(tmp_path):
     from space.deploy import main as deploy
 
     bundle = tmp_path / "bundle"
-    assert deploy(["--out", str(bundle), "--vit", "someone/oct-vit", "--baseline", "someone/oct-hog-lbp-svm", "--dry-run"]) == 0
+    assert (
+        deploy(
+            ["--out", str(bundle), "--vit", "someone/oct-vit", "--baseline", "someone/oct-hog-lbp-svm", "--dry-run"]
+        )
+        == 0
+    )
     assert metadata_load(bundle / "README.md")["models"] == ["someone/oct-vit", "someone/oct-hog-lbp-svm"]
     assert not (bundle / "space" / "models").exists()
     assert deploy(["--out", str(bundle), "--vit", "not-a-folder-or-id", "--dry-run"]) == 2

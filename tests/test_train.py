@@ -1,21 +1,20 @@
 """The ViT trainer on real scans with a tiny randomly initialised DINOv2: train, kill, resume, reload, export."""
+
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, SAMPLE, copy_scan
 from huggingface_hub import ModelCard
 from safetensors.numpy import load_file
 
-from conftest import ROOT, SAMPLE, copy_scan
+from models import UnsafeModelError, load_model
 from train import export_onnx
-from train.inference import load_vit
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +32,35 @@ def tiny_base(tmp_path_factory) -> Path:
     from transformers import Dinov2Config, Dinov2Model
 
     folder = tmp_path_factory.mktemp("tiny-dinov2")
-    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          image_size=56, patch_size=14)
+    config = Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=56, patch_size=14
+    )
     Dinov2Model(config).save_pretrained(folder)
     return folder
 
 
 def train_command(data: Path, base: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "train", "--data", str(data), "--base-model", str(base), "--out", str(out),
-            "--epochs", "3", "--batch-size", "8", "--checkpoint-every", "2", "--workers", "0", "--seed", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "train",
+        "--data",
+        str(data),
+        "--base-model",
+        str(base),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--workers",
+        "0",
+        "--seed",
+        "1",
+    ]
 
 
 def run(command: list[str]) -> None:
@@ -57,16 +76,19 @@ def trained(small_data, tiny_base, tmp_path_factory) -> Path:
 
 
 def test_killed_run_resumes_to_the_same_model(trained, small_data, tiny_base, tmp_path):
+    """SIGKILL right after the second step checkpoint is saved (mid-run), then the same command again:
+    it resumes from that checkpoint and ends bit-identical to the uninterrupted run."""
     out = tmp_path / "tiny-vit"
     command = train_command(small_data, tiny_base, out)
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    while not list((out / "checkpoints").glob("step_0000004-*")) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (out / "model.safetensors").exists()
+    killed = subprocess.run(
+        [sys.executable, "tests/killer.py", "train.loop:save_checkpoint", "2", *command[2:]],
+        cwd=ROOT,
+        capture_output=True,
+        start_new_session=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (out / "model.safetensors").exists() and len(list((out / "checkpoints").glob("step_*"))) == 1
 
     run(command)  # the same command again: resumes from the last checkpoint
     resumed, uninterrupted = load_file(out / "model.safetensors"), load_file(trained / "model.safetensors")
@@ -75,6 +97,23 @@ def test_killed_run_resumes_to_the_same_model(trained, small_data, tiny_base, tm
         np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
     metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (out, trained)]
     assert metrics[0]["history"] == metrics[1]["history"] and metrics[0]["accuracy"] == metrics[1]["accuracy"]
+
+
+def test_the_model_sees_the_same_pixels_in_training_and_in_the_space(trained, small_data):
+    """One decode for both: the trainer's (unaugmented) input tensor for a file equals what the Space
+    computes from the uploaded bytes of that file."""
+    from transformers import AutoImageProcessor
+
+    from octcore.data import discover
+    from space.engine import read_bytes
+    from train.data import ScanDataset
+
+    scans = discover(small_data)[:3]
+    training = ScanDataset(scans, AutoImageProcessor.from_pretrained(trained))
+    vit = load_model(trained, backend="torch")
+    for i, scan in enumerate(scans):
+        (frame,) = read_bytes(scan.path.read_bytes(), scan.path.name)
+        np.testing.assert_array_equal(training[i]["pixel_values"].numpy(), vit.pixels([frame.scan])[0])
 
 
 def test_folder_works_with_pipeline_and_from_pretrained(trained, small_data):
@@ -106,7 +145,7 @@ def test_int8_onnx_export_agrees_with_pytorch(trained, small_data):
     check = json.loads((trained / "onnx" / "check.json").read_text())
     assert check["agreement"]["mean_abs_prob_diff"] <= export_onnx.MAX_MEAN_PROB_DIFF
     scans = sorted((small_data / "CNV").glob("*.jpeg"))[:3]
-    fast, reference = load_vit(trained), load_vit(trained, backend="torch")
+    fast, reference = load_model(trained), load_model(trained, backend="torch")
     assert fast.backend == "onnx"
     np.testing.assert_allclose(fast.predict_proba(scans), reference.predict_proba(scans), atol=0.05)
 
@@ -132,16 +171,16 @@ def test_export_of_a_folder_that_is_no_vit_is_a_clear_error(small_baseline, caps
 def test_a_crash_while_saving_never_leaves_a_half_written_folder(trained, tmp_path):
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from octcore.data import discover
-    from train.__main__ import save_model_folder
+    from train.loop import save_model_folder
 
-    model, processor = AutoModelForImageClassification.from_pretrained(trained), AutoImageProcessor.from_pretrained(trained)
-    scans = discover(SAMPLE)[:8]
-    split = ["train"] * 6 + ["test"] * 2
+    model, processor = (
+        AutoModelForImageClassification.from_pretrained(trained),
+        AutoImageProcessor.from_pretrained(trained),
+    )
     unserialisable = {"accuracy": object()}  # fails after the weights and processor are written
     fresh = tmp_path / "fresh"
     with pytest.raises(TypeError):
-        save_model_folder(fresh, model, processor, unserialisable, "card", scans, split, 0)
+        save_model_folder(fresh, model, processor, unserialisable, "card", {})
     assert not fresh.exists() and not list(tmp_path.iterdir())  # nothing that could load, no staging left
 
     previous = tmp_path / "previous"
@@ -150,7 +189,7 @@ def test_a_crash_while_saving_never_leaves_a_half_written_folder(trained, tmp_pa
     weights = load_file(previous / "model.safetensors")
     model.classifier.weight.data += 1  # a different model whose save then crashes
     with pytest.raises(TypeError):
-        save_model_folder(previous, model, processor, unserialisable, "card", scans, split, 0)
+        save_model_folder(previous, model, processor, unserialisable, "card", {})
     kept = load_file(previous / "model.safetensors")
     assert all(np.array_equal(kept[k], weights[k]) for k in weights) and (previous / "checkpoints").is_dir()
     assert [p.name for p in tmp_path.iterdir()] == ["previous"]
@@ -160,13 +199,13 @@ def test_pickle_weights_are_never_loaded(trained, tmp_path):
     import torch
     from transformers import AutoModelForImageClassification
 
-    from train.inference import UnsafeModelError
-
     folder = tmp_path / "pickled"
     shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("onnx", "checkpoints", "model.safetensors"))
-    torch.save(AutoModelForImageClassification.from_pretrained(trained).state_dict(), folder / "pytorch_model.bin")  # a pickle
+    torch.save(
+        AutoModelForImageClassification.from_pretrained(trained).state_dict(), folder / "pytorch_model.bin"
+    )  # a pickle
     with pytest.raises(UnsafeModelError, match="pytorch_model.bin"):
-        load_vit(folder)
+        load_model(folder)
 
 
 def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
@@ -183,4 +222,4 @@ def test_an_int8_export_outside_the_tolerance_is_never_served(trained, small_dat
     monkeypatch.setattr(export_onnx, "MIN_AGREEMENT", 1.01)  # no export can pass this
     assert export_onnx.main(["--model", str(folder), "--data", str(small_data), "--threads", "1"]) == 1
     assert not (folder / "onnx" / "model_int8.onnx").exists() and (folder / "onnx" / export_onnx.REJECTED).is_file()
-    assert load_vit(folder).backend == "torch"
+    assert load_model(folder).backend == "torch"

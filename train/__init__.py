@@ -1,1 +1,4 @@
-"""ViT fine-tuning (python -m train), its data pipeline, inference and ONNX export."""
+"""ViT fine-tuning with Accelerate (python -m train), its data pipeline, model card and ONNX export.
+
+Inference lives in `models.vit`; nothing outside train/ imports from here.
+"""

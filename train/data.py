@@ -1,11 +1,13 @@
 """Scans to model inputs for the ViT: the saved image processor, B-scan augmentation, `datasets` views.
 
-The one preprocessing is the image processor saved with the model (`make_processor`): the whole
+Scans are decoded by `octcore.imaging.read_scan`, as `models.vit` and the Space decode them. The
+one preprocessing is the image processor saved with the model (`make_processor`): the whole
 scan resized to a fixed height x width, never centre-cropped, so a B-scan 2-3 times wider than tall
 keeps all of its retina; the Space and `pipeline("image-classification")` use the same saved file.
 Augmentation happens before it, on the grayscale array, and is seeded by (seed, epoch, index) so a
 resumed run sees exactly the images an uninterrupted one would.
 """
+
 import datasets
 import numpy as np
 import torch
@@ -13,14 +15,15 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, BitImageProcessorPil
 
 from octcore.data import Scan, to_hf_dataset
-from octcore.imaging import load_scan, to_image
+from octcore.imaging import read_scan, to_image
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DINOV2_SIZE = (126, 252)  # (height, width): 9 x 18 patches of 14 px; as accurate as 168 x 336 here and 1.7x faster
 
 
 def input_size(base_model: str) -> tuple[int, int]:
-    """DINOv2 interpolates its position embeddings, so it gets the scans' wide aspect; ViT/DeiT keep their square size."""
+    """DINOv2 interpolates its position embeddings, so it gets the scans' wide aspect; ViT/DeiT keep their
+    square size."""
     config = AutoConfig.from_pretrained(base_model)
     if config.model_type == "dinov2":
         return DINOV2_SIZE
@@ -34,7 +37,9 @@ def make_processor(base_model: str, size: tuple[int, int]):
     try:
         return AutoImageProcessor.from_pretrained(base_model, **overrides)
     except OSError:  # a bare checkpoint with no preprocessor_config.json
-        return BitImageProcessorPil(image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, resample=Image.Resampling.BICUBIC, **overrides)
+        return BitImageProcessorPil(
+            image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, resample=Image.Resampling.BICUBIC, **overrides
+        )
 
 
 def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -67,7 +72,7 @@ class ScanDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.table[index]
-        gray = load_scan(row["image"]["path"] or row["image"]["bytes"])
+        gray = read_scan(row["image"]["path"] or row["image"]["bytes"]).gray  # the decode the Space makes of an upload
         if self.augment_seed is not None:
             gray = augment(gray, np.random.default_rng([self.augment_seed, self.epoch, index]))
         pixels = self.processor(images=to_image(gray), return_tensors="pt")["pixel_values"][0]

@@ -1,0 +1,68 @@
+"""Classical features of a whole dataset, extracted on all cores and cached on disk in resumable parts."""
+
+import hashlib
+import json
+import os
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from baselines.features import FeatureSettings, scan_features
+from octcore.data import Scan, parallel_imap
+from octcore.imaging import ScanError
+
+
+def _features_of(path: Path, settings: FeatureSettings) -> tuple[np.ndarray | None, str | None]:
+    """One scan's features, or why it cannot be read (module level, so worker processes can run it)."""
+    try:
+        return scan_features(path, settings), None
+    except ScanError as e:
+        return None, e.reason
+
+
+def cached_features(
+    scans: list[Scan], settings: FeatureSettings, cache_dir: Path | None, progress: bool = True, every: int = 256
+) -> np.ndarray:
+    """(n, 2, d) features; scans already in the cache (same file, size, time and settings) are not recomputed.
+
+    The cache is a folder of part files of `every` scans, each written whole (temporary name, then
+    rename) as extraction goes, so a run killed mid-way restarts where it stopped. An unreadable
+    scan raises ScanError naming it, after what was computed is saved.
+    """
+    tag = hashlib.sha1(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    folder = cache_dir / f"features-{tag}" if cache_dir else None
+    keys = [f"{s.path}|{s.path.stat().st_size}|{s.path.stat().st_mtime_ns}" for s in scans]
+    known = {}
+    for part in sorted(folder.glob("part-*.npz")) if folder else []:
+        with np.load(part, allow_pickle=False) as saved:
+            known.update(zip(saved["keys"].tolist(), saved["rows"]))
+    todo = [i for i, k in enumerate(keys) if k not in known]
+    fresh: list[int] = []
+
+    def save_part() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        part = folder / f"part-{time.time_ns()}-{os.getpid()}.npz"
+        staging = folder / f".{part.name}"  # not matched by part-*.npz until renamed
+        np.savez(staging, keys=np.array([keys[i] for i in fresh]), rows=np.stack([known[keys[i]] for i in fresh]))
+        os.replace(staging, part)
+        fresh.clear()
+
+    rows = parallel_imap(
+        partial(_features_of, settings=settings), [scans[i].path for i in todo], "features", progress=progress
+    )
+    try:
+        for i, (row, reason) in zip(todo, rows):
+            if row is None:
+                raise ScanError(
+                    scans[i].key, f"{reason}; remove or fix it (python -m octcore.audit lists every such file)"
+                )
+            known[keys[i]] = row
+            fresh.append(i)
+            if folder and len(fresh) == every:
+                save_part()
+    finally:  # what was computed is kept, also when a scan turns out unreadable
+        if folder and fresh:
+            save_part()
+    return np.stack([known[k] for k in keys])

@@ -1,0 +1,96 @@
+"""A classical model folder (written by `python -m baselines.train`) as an `OCTModel`.
+
+The folder holds the estimator as skops (never pickle), its feature settings in config.json and
+its figures. Loading names the types it trusts; a skops file holding anything else is refused.
+"""
+
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import skops.io as sio
+
+from baselines.features import (
+    FeatureSettings,
+    FeatureSettingsError,
+    band_features,
+    feature_band,
+    feature_maps,
+    n_features,
+)
+from models.base import ModelFormatError, Prediction, UntrustedModelError
+from octcore.imaging import ScanInput, read_scan
+from octcore.labels import CLASSES
+
+FORMAT = "oct-classical"  # config.json's "format": how load_model tells a classical folder from a ViT's
+MODEL_FILE, CONFIG_FILE = "model.skops", "config.json"
+HUB_FILES = ["*.json", "*.md", "*.skops", "*.png"]
+# Beyond what skops trusts by default (scikit-learn estimators, numpy, builtins): exactly these.
+TRUSTED_TYPES = {
+    "baselines.model.OCTSVMClassifier",
+    "baselines.model.RBFKernel",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+}
+
+
+class ClassicalModel:
+    """A loaded classical model: scans in, class probabilities and the features' pictures out."""
+
+    kind = "classical"
+    classes = CLASSES
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.config = json.loads((folder / CONFIG_FILE).read_text())
+        if self.config.get("classes") != list(CLASSES):
+            raise ModelFormatError(
+                f"{folder} was trained for classes {self.config.get('classes')}, not {list(CLASSES)}"
+            )
+        try:
+            self.settings = FeatureSettings.from_dict(self.config.get("features"), str(folder))
+        except FeatureSettingsError as e:
+            raise ModelFormatError(str(e)) from None
+        self.name = f"{self.settings.kind.upper()} SVM"
+        path = folder / MODEL_FILE
+        try:
+            untrusted = set(sio.get_untrusted_types(file=path)) - TRUSTED_TYPES
+        except zipfile.BadZipFile:
+            raise UntrustedModelError(f"refusing to load {path}: it is not a skops file (a pickle renamed?)") from None
+        if untrusted:
+            raise UntrustedModelError(
+                f"refusing to load {path}: it holds types this project does not trust: {sorted(untrusted)}"
+            )
+        self.estimator = sio.load(path, trusted=sorted(TRUSTED_TYPES))
+        expected, made = getattr(self.estimator, "n_features_in_", None), n_features(self.settings)
+        if expected is not None and expected != made:
+            raise ModelFormatError(
+                f"{folder} was trained on {expected} features per view, but its saved feature "
+                f"settings make {made} here: retrain it with python -m baselines.train"
+            )
+
+    def features(self, scans: Sequence[ScanInput]) -> np.ndarray:
+        """(n, 2, d) features of the scans and their mirror images."""
+        return np.stack([band_features(feature_band(read_scan(s), self.settings), self.settings) for s in scans])
+
+    def predict_proba(self, scans: Sequence[ScanInput]) -> np.ndarray:
+        return self.estimator.predict_proba(self.features(scans))
+
+    def analyse(self, scan: ScanInput, explain: bool = True) -> Prediction:
+        """Probabilities and `feature_maps`, both from the one retina band."""
+        small = feature_band(read_scan(scan), self.settings)
+        proba = self.estimator.predict_proba(band_features(small, self.settings)[None])[0]
+        return Prediction(proba, feature_maps(small, self.settings) if explain else {})
+
+    def explain(self, scan: ScanInput) -> dict[str, np.ndarray]:
+        return self.analyse(scan).maps
+
+
+def load_classical(folder: Path) -> ClassicalModel:
+    if not (folder / MODEL_FILE).is_file():
+        raise ModelFormatError(
+            f"{folder} is not a classical model folder (no {MODEL_FILE}; pickle files are never loaded)"
+        )
+    return ClassicalModel(folder)

@@ -1,0 +1,146 @@
+"""A fine-tuned ViT folder (written by `python -m train`) as an `OCTModel`.
+
+It runs the int8 ONNX export when the folder has one (fastest on CPU) unless `backend="torch"`,
+and always preprocesses with the image processor saved in the folder, from the scan as
+`octcore.imaging.read_scan` decodes it (the same decode as in training). Its explanation is an
+attention-rollout map (Abnar & Zuidema 2020); the ONNX export computes it inside the graph, so the
+explanation costs no second pass.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from models.base import ModelFormatError, Prediction, UnsafeModelError
+from octcore.imaging import ScanInput, read_scan, to_image
+from octcore.labels import CLASSES
+
+ONNX_DIR, ONNX_FP32, ONNX_INT8 = "onnx", "model.onnx", "model_int8.onnx"
+HUB_FILES = ["*.json", "*.md", "*.safetensors", f"{ONNX_DIR}/{ONNX_INT8}"]  # never a pickle
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def attention_rollout(attentions, grid: tuple[int, int]):
+    """Attention rollout: head-averaged attention plus identity (the residual), chained through the layers;
+    the class token's row over the patch tokens, as a (batch, rows, cols) map scaled to [0, 1]."""
+    import torch
+
+    tokens = attentions[0].shape[-1]
+    rollout = torch.eye(tokens).expand(attentions[0].shape[0], tokens, tokens)
+    for layer in attentions:
+        mixed = 0.5 * layer.mean(dim=1) + 0.5 * torch.eye(tokens)
+        rollout = torch.bmm(mixed / mixed.sum(dim=-1, keepdim=True), rollout)
+    heat = rollout[:, 0, tokens - grid[0] * grid[1] :].reshape(-1, grid[0], grid[1])  # patches are the last tokens
+    low, high = heat.amin(dim=(1, 2), keepdim=True), heat.amax(dim=(1, 2), keepdim=True)
+    return (heat - low) / (high - low + 1e-8)
+
+
+def with_rollout(model, grid: tuple[int, int]):
+    """The model as a module whose forward returns (logits, rollout): the graph the ONNX export traces.
+    (torch is imported here, not at the top, so the ONNX path of the Space never loads it.)"""
+    import torch
+
+    class LogitsAndRollout(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            out = self.model(pixel_values=pixel_values, output_attentions=True)
+            return out.logits, attention_rollout(out.attentions, grid)
+
+    return LogitsAndRollout()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class ViTModel:
+    """A trained ViT: scans in, probabilities and attention maps out (see `models.base.OCTModel`)."""
+
+    kind = "vit"
+    classes = CLASSES
+
+    def __init__(self, folder: Path, backend: str = "auto", threads: int | None = None, name: str = "ViT"):
+        from transformers import AutoConfig, AutoImageProcessor
+
+        self.folder, self.name = folder, name
+        self.config = AutoConfig.from_pretrained(folder)
+        labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        if labels != list(CLASSES):
+            raise ModelFormatError(f"{folder}: the model's classes {labels} are not {list(CLASSES)}")
+        self.processor = AutoImageProcessor.from_pretrained(folder)
+        size, patch = self.processor.size, self.config.patch_size
+        self.grid = (size["height"] // patch, size["width"] // patch)
+        onnx_file = folder / ONNX_DIR / ONNX_INT8
+        self.backend = ("onnx" if onnx_file.is_file() else "torch") if backend == "auto" else backend
+        if self.backend == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            # Idle threads must not spin and steal the CPU from the rest of a request.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            if threads:
+                options.intra_op_num_threads = threads
+            self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        else:
+            import torch
+            from transformers import AutoModelForImageClassification
+
+            if threads:
+                torch.set_num_threads(threads)
+            self.model = with_rollout(
+                AutoModelForImageClassification.from_pretrained(
+                    folder, attn_implementation="eager", use_safetensors=True
+                ),
+                self.grid,
+            ).eval()
+
+    def pixels(self, scans: Sequence[ScanInput]) -> np.ndarray:
+        """The saved processor's input tensor for scans decoded as in training (read_scan)."""
+        images = [to_image(read_scan(s).gray) for s in scans]
+        return self.processor(images=images, return_tensors="np")["pixel_values"].astype(np.float32)
+
+    def forward(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, rollout heatmaps) for preprocessed pixels."""
+        if self.backend == "onnx":
+            # One scan per run: dynamic int8 scales activations per tensor, so a batch would change each scan's result.
+            runs = [
+                self.session.run(["logits", "rollout"], {"pixel_values": pixel_values[i : i + 1]})
+                for i in range(len(pixel_values))
+            ]
+            return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
+        import torch
+
+        with torch.no_grad():
+            logits, heat = self.model(torch.from_numpy(pixel_values))
+        return logits.numpy(), heat.numpy()
+
+    def predict_proba(self, scans: Sequence[ScanInput]) -> np.ndarray:
+        return softmax(self.forward(self.pixels(scans))[0])
+
+    def analyse(self, scan: ScanInput, explain: bool = True) -> Prediction:
+        logits, heat = self.forward(self.pixels([scan]))
+        return Prediction(softmax(logits)[0], {"attention": heat[0]} if explain else {})
+
+    def explain(self, scan: ScanInput) -> dict[str, np.ndarray]:
+        return self.analyse(scan).maps
+
+
+def load_vit(folder: Path, backend: str = "auto", threads: int | None = None) -> ViTModel:
+    """A ViT from a local folder; weights from safetensors or ONNX only, never a pickle."""
+    if not (folder / "config.json").is_file():
+        raise ModelFormatError(f"{folder} is not a model folder (no config.json)")
+    has_onnx = backend != "torch" and (folder / ONNX_DIR / ONNX_INT8).is_file()
+    if not (folder / "model.safetensors").is_file() and not has_onnx:
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        only = f" (only {', '.join(pickles)})" if pickles else ""
+        raise UnsafeModelError(
+            f"{folder} has no model.safetensors{only}; pickle weights can run code when loaded "
+            "and are never loaded here"
+        )
+    return ViTModel(folder, backend, threads)

@@ -1,0 +1,111 @@
+"""The pieces of the ViT training loop that `python -m train` narrates: optimizer groups, evaluation,
+checkpoints that resume exactly, and the finished folder written whole."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from octcore.hub import writing_folder
+
+
+def base_problem(base_model: str) -> str | None:
+    """Why the base checkpoint (local folder or Hub id) cannot be loaded, or None if its config loads."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(base_model)
+    except Exception as e:  # offline, missing, private or not a transformers checkpoint
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
+def param_groups(model, lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
+    """Layer-wise learning-rate decay: the head gets lr, block i gets lr * decay^(blocks - i), embeddings the least."""
+    blocks = model.config.num_hidden_layers
+    groups: dict[tuple, dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        depth = blocks + 1  # head and final norm
+        if "embeddings" in name:
+            depth = 0
+        elif ".layer." in name:
+            depth = int(name.split(".layer.")[1].split(".")[0]) + 1
+        decay = 0.0 if param.ndim == 1 or "position_embeddings" in name or "cls_token" in name else weight_decay
+        group = groups.setdefault(
+            (depth, decay), {"params": [], "weight_decay": decay, "lr": lr * layer_decay ** (blocks + 1 - depth)}
+        )
+        group["params"].append(param)
+    return list(groups.values())
+
+
+class Progress:
+    """Where training is and what it has seen; saved in every checkpoint so a resume continues exactly."""
+
+    def __init__(self):
+        self.epoch, self.step, self.best_f1, self.history = 0, 0, -1.0, []
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "best_f1": self.best_f1, "history": json.dumps(self.history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.step, self.best_f1 = int(state["epoch"]), int(state["step"]), float(state["best_f1"])
+        self.history = json.loads(state["history"])
+
+    def checkpoint_name(self) -> str:
+        """Step and finished epochs: the same step can be saved mid-epoch, and again once the epoch's
+        evaluation is done."""
+        return f"step_{self.step:07d}-epochs_{self.epoch:03d}"
+
+
+def predict(model, loader, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and labels over a whole loader, gathered from every process."""
+    model.eval()
+    probabilities, labels = [], []
+    with torch.no_grad():
+        for batch in loader:
+            logits = model(pixel_values=batch["pixel_values"]).logits.float()
+            proba, label = accelerator.gather_for_metrics((logits.softmax(-1), batch["labels"]))
+            probabilities.append(proba.cpu().numpy())
+            labels.append(label.cpu().numpy())
+    model.train()
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def save_checkpoint(accelerator: Accelerator, folder: Path) -> None:
+    """save_state into a temporary folder, then rename: a kill mid-save never leaves a checkpoint that looks whole."""
+    staging = folder.with_name(folder.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        staging.rename(folder)
+        for old in folder.parent.glob("step_*"):  # keep only the newest: each holds the optimizer state too
+            if old != folder:
+                shutil.rmtree(old)
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    done = [p for p in folder.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")]
+    return max(done, key=lambda p: p.name, default=None)
+
+
+def save_model_folder(out: Path, model, processor, metrics: dict, card: str, files: dict[str, str]) -> None:
+    """The Hub-ready folder, written beside OUT and renamed into place; OUT/checkpoints moves with it.
+    files: more text files to write into it (name: content), such as the split."""
+    with writing_folder(out) as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (staging / "README.md").write_text(card)
+        for name, content in files.items():
+            (staging / name).write_text(content)
+        if (out / "checkpoints").is_dir():
+            os.replace(out / "checkpoints", staging / "checkpoints")
