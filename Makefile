@@ -7,6 +7,8 @@ OUT ?= runs/demo
 STUDY ?= runs/compare
 # The ViT's base checkpoint: a Hub id or a local folder (e.g. BASE=../shared/models/dinov2-small).
 BASE ?= facebook/dinov2-small
+# PyTorch's CPU build comes from here on a machine without an NVIDIA GPU, when the index answers.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 VIT_ARGS ?= --epochs 8 --batch-size 16 --lr 1e-4 --layer-decay 0.8 --mixed-precision bf16 --workers 1
 DEMO_VIT_ARGS ?= --epochs 4 --batch-size 16 --lr 1e-4 --layer-decay 0.8 --mixed-precision bf16 --workers 1
 
@@ -16,7 +18,15 @@ DEMO_VIT_ARGS ?= --epochs 4 --batch-size 16 --lr 1e-4 --layer-decay 0.8 --mixed-
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0  # first, so no other package pulls a different build
+	@# torch first, so no other package pulls a different build. Without an NVIDIA GPU, PyPI's Linux build
+	@# (CUDA, several GB) is of no use: take the CPU build where its index answers, else the default index.
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && $(PY) -c "import urllib.request as u; \
+		u.urlopen('$(TORCH_CPU_INDEX)/', timeout=10)" >/dev/null 2>&1; then \
+		echo "No NVIDIA GPU: PyTorch's CPU build from $(TORCH_CPU_INDEX)"; \
+		$(PY) -m pip install --quiet torch==2.13.0 --index-url $(TORCH_CPU_INDEX); \
+	else \
+		$(PY) -m pip install --quiet torch==2.13.0; \
+	fi
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@

@@ -10,18 +10,27 @@ extracted on all cores and cached on disk (a killed run resumes).
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from baselines.cache import cached_features
 from baselines.features import KINDS, FeatureSettings
-from baselines.io import model_card, push_to_hub, save_model_folder
+from baselines.io import save_model_folder
 from baselines.model import PARAM_GRID, SOLVERS, OCTSVMClassifier, search_hyperparameters
+from models.card import TRAINING_FILE
 from models.classical import FORMAT
-from octcore.data import DataError, discover, split_scans, targets
+from models.push import push_model
+from octcore.data import DataError, describe_data, discover, split_scans, targets
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
+
+FEATURE_WORDS = {
+    "hog": "histograms of oriented gradients (HOG)",
+    "lbp": "uniform local binary pattern (LBP) histograms at three radii",
+    "hog+lbp": "histograms of oriented gradients (HOG) and uniform local binary pattern (LBP) histograms",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         "--cache-every", type=int, default=256, help="write the cache every N scans (a killed run resumes from there)"
     )
     parser.add_argument("--seed", type=int, default=0, help="split (when made here), search folds and calibration")
+    parser.add_argument("--data-name", help="how the card names the data (default: Kermany et al. 2018 and its size)")
+    parser.add_argument(
+        "--dataset-id", help="the Hub dataset id of the data (python -m octcore.dataset), for the card"
+    )
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the model folder to this Hub repo")
     args = parser.parse_args(argv)
     progress = sys.stderr.isatty()
@@ -92,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     model.fit(X[train_idx], y[train_idx], groups[train_idx])
     metrics = evaluate(y[test_idx], model.predict_proba(X[test_idx]), patients[test_idx], seed=args.seed)
 
-    # 4. Save a self-describing folder (with the split it used), then publish if asked.
+    # 4. Save a self-describing folder (what loading needs in config.json; how it was made, with the split,
+    #    for the card), then publish if asked.
     config = {
         "format": FORMAT,
         "classes": list(CLASSES),
@@ -101,20 +115,32 @@ def main(argv: list[str] | None = None) -> int:
         "C": search["C"],
         "gamma_scale": search["gamma_scale"],
         "search": {"grid": grid, "cv_accuracy": search["cv_accuracy"]},
-        "data": str(args.data),
-        "split": split.source,
         "n_train": len(train_idx),
-        "evaluated_on": "test split: patients in neither training nor model selection",
         "seed": args.seed,
     }
-    out = save_model_folder(args.out, model, config, metrics, model_card(config, metrics), {"split.json": split.text})
+    record = {
+        "kind": "classical",
+        "model_name": Path(args.out).name,
+        "dataset": describe_data(scans, split.names, args.data_name, args.dataset_id),
+        "details": {
+            "features_description": FEATURE_WORDS[settings.kind],
+            "n_features": X.shape[-1],
+            "solver": model.solver_,
+            "C": f"{search['C']:g}",
+            "gamma_scale": f"{search['gamma_scale']:g}",
+            "seed": args.seed,
+        },
+    }
+    files = {"split.json": split.text, TRAINING_FILE: json.dumps(record, indent=2)}
+    out = save_model_folder(args.out, model, config, metrics, files, card_repo_id=args.push_to_hub)
     print(
         f"test (held-out patients): accuracy {metrics['accuracy']:.3f} {metrics['ci95']['accuracy']}, "
         f"macro-F1 {metrics['macro_f1']:.3f} on {metrics['n_images']} scans"
     )
     print(f"saved {out}")
     if args.push_to_hub:
-        print(f"uploaded: {push_to_hub(out, args.push_to_hub)}")
+        push_model(out, args.push_to_hub)
+        print(f"uploaded to https://huggingface.co/{args.push_to_hub}")
     return 0
 
 

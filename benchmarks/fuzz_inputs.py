@@ -23,7 +23,6 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from hostile import KINDS, hostile_file  # noqa: E402
-
 from octcore.imaging import ScanError, load_scan  # noqa: E402
 from space.engine import Models, read_bytes  # noqa: E402
 from space.ui import analyse  # noqa: E402

@@ -17,10 +17,10 @@ import gradio as gr
 import httpx
 import numpy as np
 from gradio_client import Client, handle_file
-from space_http import SCANS, predict, start_space, wait_until_answering
 
 from space.engine import Models
 from space.ui import analyse
+from space_http import SCANS, predict, start_space, wait_until_answering
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--vit", required=True)

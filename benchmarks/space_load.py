@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import psutil
+
 from space_http import SCANS, predict, start_space, wait_until_answering
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

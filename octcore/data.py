@@ -341,3 +341,15 @@ def to_hf_dataset(scans: list[Scan]):
         "patient_id": [s.patient_id for s in scans],
     }
     return datasets.Dataset.from_dict(columns, features=features)
+
+
+def describe_data(scans: list[Scan], split: list[str], name: str | None = None, hub_id: str | None = None) -> dict:
+    """What a model card says about the data a model met: a name and the split's sizes, never a local path."""
+    layout = "official train/val/test folders" if any(s.official_split for s in scans) else "one folder per class"
+    counts = Counter(split)
+    return {
+        "name": name or f"Kermany et al. 2018 retinal OCT B-scans ({len(scans):,} scans, {layout})",
+        "hub_id": hub_id,
+        "n_scans": len(scans),
+        "counts": {part: counts.get(part, 0) for part in ("train", "val", "test", EXCLUDED)},
+    }

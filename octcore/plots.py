@@ -98,3 +98,25 @@ def save_report_plots(out_dir: str | Path, y_true, proba, title: str = "") -> li
         plt.close(fig)
         paths.append(out_dir / name)
     return paths
+
+
+def save_training_curves(records: list[dict], path: str | Path) -> None:
+    """training_curves.png from a training log (train.tracking.read_log): the loss per step (and its
+    running mean), and validation accuracy and macro-F1 per epoch."""
+    steps = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
+    epochs = [r for r in records if "val/macro_f1" in r]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    if steps:
+        x, loss = np.array(steps).T
+        window = max(1, len(loss) // 20)
+        left.plot(x, loss, color="lightgray", linewidth=1, label="per step")
+        left.plot(x[window - 1 :], np.convolve(loss, np.ones(window) / window, "valid"), label=f"mean of {window}")
+        left.legend(fontsize=8)
+    left.set(xlabel="optimizer step", ylabel="training loss (cross-entropy)", title="Training loss")
+    for key, name in (("val/accuracy", "accuracy"), ("val/macro_f1", "macro-F1")):
+        right.plot([r["epoch"] for r in epochs], [r[key] for r in epochs], "o-", label=name)
+    right.set(xlabel="epoch", ylabel="validation score", ylim=(0, 1.01), title="Validation (picks the best epoch)")
+    right.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

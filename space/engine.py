@@ -56,14 +56,19 @@ class Frame:
 
 
 class Models:
-    """The ViT and the classical model, loaded once by `models.load_model`; what is missing is said, not raised."""
+    """The ViT and the classical models, loaded once by `models.load_model`; what is missing is said, not raised.
 
-    def __init__(self, vit: str | None = None, baseline: str | None = None):
+    vit: a folder or Hub id; classical: one or several (a list, or comma-separated), the first shown by
+    default. Unset, they come from OCT_VIT_MODEL / OCT_BASELINE_MODEL, else from space/models/.
+    """
+
+    def __init__(self, vit: str | None = None, classical: str | list[str] | None = None):
         self.vit: OCTModel | None = None
-        self.baseline: OCTModel | None = None
+        self.classical: list[OCTModel] = []
         self.problems: list[str] = []
         vit = vit or os.environ.get(VIT_ENV) or str(DEFAULT_VIT)
-        baseline = baseline or os.environ.get(BASELINE_ENV) or str(DEFAULT_BASELINE)
+        classical = classical or os.environ.get(BASELINE_ENV) or default_classical()
+        sources = classical.split(",") if isinstance(classical, str) else list(classical)
         try:
             self.vit = load_model(vit)
         except Exception as e:  # any failure to load is reported in the app, never fatal
@@ -71,13 +76,19 @@ class Models:
                 f"ViT not loaded from `{vit}` ({e}). Train one with "
                 f"`python -m train --data DIR --out DIR` and set {VIT_ENV} to its folder or Hub id."
             )
-        try:
-            self.baseline = load_model(baseline)
-        except Exception as e:
-            self.problems.append(
-                f"Classical model not loaded from `{baseline}` ({e}). Train one "
-                f"with `python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}."
-            )
+        for source in sources:
+            try:
+                self.classical.append(load_model(source.strip()))
+            except Exception as e:
+                self.problems.append(
+                    f"Classical model not loaded from `{source}` ({e}). Train one "
+                    f"with `python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}."
+                )
+
+    @property
+    def baseline(self) -> OCTModel | None:
+        """The classical model shown by default: the first one given."""
+        return self.classical[0] if self.classical else None
 
     @property
     def loaded(self) -> list[OCTModel]:
@@ -86,6 +97,15 @@ class Models:
     @property
     def names(self) -> list[str]:
         return [model.name for model in self.loaded]
+
+
+def default_classical() -> list[str]:
+    """The classical model folders bundled in space/models/ (HOG+LBP first), else the one default path."""
+    found = sorted(
+        (p for p in DEFAULT_VIT.parent.glob("*") if p.is_dir() and p.name != "vit"),
+        key=lambda p: (p.name != DEFAULT_BASELINE.name, p.name),
+    )
+    return [str(p) for p in found] or [str(DEFAULT_BASELINE)]
 
 
 def _dicom_frames(data: bytes, name: str) -> list[Frame]:

@@ -109,7 +109,7 @@ def small_baseline(tmp_path_factory) -> Path:
     model = OCTSVMClassifier(C=10, gamma_scale=0.5).fit(X, y)
     folder = tmp_path_factory.mktemp("baseline") / "hog-lbp-svm"
     config = {"format": FORMAT, "classes": list(CLASSES), "features": settings.to_dict()}
-    return save_model_folder(folder, model, config, {}, "# test model")
+    return save_model_folder(folder, model, config, {})
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +117,73 @@ def models(tiny_vit, small_baseline):
     """Both models loaded as the Space loads them (the tiny ViT, the small SVM)."""
     from space.engine import Models
 
-    loaded = Models(vit=str(tiny_vit), baseline=str(small_baseline))
+    loaded = Models(vit=str(tiny_vit), classical=str(small_baseline))
     assert loaded.names == ["ViT", "HOG+LBP SVM"] and not loaded.problems
     return loaded
+
+
+class FakeHub:
+    """A test double of `huggingface_hub.HfApi`: each call is bound against the real method's signature (so
+    a wrong argument fails as it would against the Hub), recorded, and answered as the Hub answers;
+    nothing is sent anywhere."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, dict]] = []
+        self.uploaded: dict[str, list[str]] = {}  # repo id -> files of its last commit
+
+    def _record(self, name: str, *args, **kwargs) -> dict:
+        import inspect
+
+        from huggingface_hub import HfApi
+
+        bound = inspect.signature(getattr(HfApi, name)).bind(None, *args, **kwargs)
+        self.calls.append((name, dict(bound.arguments)))
+        return bound.arguments
+
+    def create_repo(self, *args, **kwargs):
+        from huggingface_hub import RepoUrl
+
+        call = self._record("create_repo", *args, **kwargs)
+        kind = {"dataset": "datasets/", "space": "spaces/"}.get(call.get("repo_type"), "")
+        return RepoUrl(f"https://huggingface.co/{kind}{call['repo_id']}")
+
+    def upload_folder(self, *args, **kwargs):
+        from fnmatch import fnmatch
+
+        from huggingface_hub import CommitInfo
+
+        call = self._record("upload_folder", *args, **kwargs)
+        folder = Path(call["folder_path"])
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        patterns = call.get("allow_patterns")
+        self.uploaded[call["repo_id"]] = [f for f in files if not patterns or any(fnmatch(f, x) for x in patterns)]
+        kind = {"dataset": "datasets/", "space": "spaces/"}.get(call.get("repo_type"), "")
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{kind}{call['repo_id']}/commit/0123abc",
+            commit_message=call.get("commit_message") or "",
+            commit_description="",
+            oid="0123abc",
+        )
+
+    def add_space_variable(self, *args, **kwargs):
+        self._record("add_space_variable", *args, **kwargs)
+        return {}
+
+
+@pytest.fixture
+def fake_hub(monkeypatch) -> FakeHub:
+    """The Hub test double, with the real Hub out of reach (HF_HUB_OFFLINE) as a safety net."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return FakeHub()
+
+
+def assert_no_local_paths(folder: Path, files: list[str]) -> None:
+    """No uploaded text file names a path of this machine (the repo, the temporary folders, the home)."""
+    import tempfile
+
+    local = [str(ROOT), tempfile.gettempdir() + "/", str(Path.home()) + "/", "../shared"]
+    for name in files:
+        if name.endswith((".json", ".jsonl", ".md", ".txt", ".csv")):
+            text = (folder / name).read_text()
+            found = [p for p in local if p in text]
+            assert not found, f"{name} names local paths {found}"

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io as sio
-from conftest import ROOT
 
 from baselines.features import FeatureSettings, retina_band, scan_features
 from baselines.io import save_model_folder
 from baselines.model import PARAM_GRID
 from baselines.train import main
+from conftest import ROOT
 from models import ModelFormatError, UntrustedModelError, load_model
 from models.classical import MODEL_FILE
 from octcore.imaging import load_scan, read_scan, remove_padding
@@ -76,7 +76,14 @@ def test_nystroem_solver_for_large_data_trains_and_reloads(trained, tmp_path, sa
 
 def test_trained_folder_reloads_with_identical_predictions(trained, sample):
     out, _ = trained
-    assert {p.name for p in out.iterdir()} == {"model.skops", "config.json", "metrics.json", "README.md", "split.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "model.skops",
+        "config.json",
+        "metrics.json",
+        "README.md",
+        "split.json",
+        "training.json",
+    }
     scans = sorted((sample / "CNV").glob("*.jpeg"))[:4] + sorted((sample / "NORMAL").glob("*.jpeg"))[:4]
     first, second = load_model(out), load_model(str(out))
     assert first.kind == "classical" and first.name == "HOG+LBP SVM"
@@ -178,7 +185,7 @@ def test_a_crash_while_saving_leaves_the_previous_model(trained, tmp_path, monke
 
     monkeypatch.setattr(Path, "write_text", crash)  # sio.dump has written the model; the config write fails
     with pytest.raises(OSError, match="disk full"):
-        save_model_folder(out, model, {}, {}, "card")
+        save_model_folder(out, model, {}, {})
     monkeypatch.undo()
     assert np.array_equal(load_model(out).predict_proba([a_scan]), before)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging folder left behind
@@ -235,3 +242,30 @@ def test_the_model_sees_the_same_features_in_training_and_in_the_space(trained, 
     for scan, features in zip(scans, training):
         (frame,) = read_bytes(scan.path.read_bytes(), scan.path.name)
         np.testing.assert_array_equal(model.features([frame.scan])[0], features)
+
+
+def test_the_card_follows_the_hub_rules_and_names_no_local_path(trained):
+    from huggingface_hub import ModelCard
+
+    from conftest import assert_no_local_paths
+    from octcore.hub import card_problems
+
+    out, _ = trained
+    assert card_problems((out / "README.md").read_text()) == []
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "sklearn" and card.data.pipeline_tag == "image-classification"
+    assert {r.metric_type for r in card.data.eval_results} == {"accuracy", "f1", "sensitivity", "specificity"}
+    assert 'load_model("USER/MODEL")' in card.text and "skops" in card.text
+    assert_no_local_paths(out, ["README.md", "config.json", "training.json", "metrics.json", "split.json"])
+
+
+def test_push_uploads_the_folder_with_a_card_naming_the_repo(trained, tmp_path, fake_hub):
+    from models.push import push_model
+
+    out, _ = trained
+    folder = tmp_path / "hog-lbp-svm"
+    shutil.copytree(out, folder)
+    files = push_model(folder, "someone/oct-hog-lbp-svm", api=fake_hub)
+    assert {"model.skops", "config.json", "README.md", "split.json", "metrics.json"} <= set(files)
+    assert fake_hub.uploaded["someone/oct-hog-lbp-svm"] == files
+    assert 'load_model("someone/oct-hog-lbp-svm")' in (folder / "README.md").read_text()

@@ -8,10 +8,10 @@ import random
 from pathlib import Path
 
 import numpy as np
-from hostile import KINDS, hostile_file, hostile_zip, zip_bomb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hostile import KINDS, hostile_file, hostile_zip, zip_bomb
 from octcore.imaging import ScanError, load_scan
 from space.engine import read_bytes
 from space.ui import analyse, batch

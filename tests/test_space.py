@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile import dicom
 from PIL import Image
 
+from hostile import dicom
 from octcore.labels import CLASSES
 from space.engine import Models
 from space.ui import analyse, batch, build
@@ -98,7 +98,7 @@ def test_batch_of_files_and_a_hostile_zip_gives_a_table_and_csv(models, sample, 
 
 
 def test_with_no_models_the_app_starts_and_says_what_is_missing(tmp_path, a_scan):
-    none = Models(vit=str(tmp_path / "no-vit"), baseline=str(tmp_path / "no-svm"))
+    none = Models(vit=str(tmp_path / "no-vit"), classical=str(tmp_path / "no-svm"))
     assert none.names == [] and len(none.problems) == 2
     assert "python -m train" in none.problems[0] and "baselines.train" in none.problems[1]
     build(none)
@@ -219,18 +219,54 @@ def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tm
         server.wait(timeout=30)
 
 
-def test_deploy_with_hub_ids_names_them_in_the_space_readme(tmp_path):
-    from huggingface_hub.repocard import metadata_load
+def test_deploy_with_hub_ids_writes_a_space_card_the_hub_accepts(tmp_path):
+    from huggingface_hub import SpaceCard
 
+    from octcore.hub import SHORT_DESCRIPTION_MAX, card_problems
     from space.deploy import main as deploy
 
     bundle = tmp_path / "bundle"
-    assert (
-        deploy(
-            ["--out", str(bundle), "--vit", "someone/oct-vit", "--baseline", "someone/oct-hog-lbp-svm", "--dry-run"]
-        )
-        == 0
-    )
-    assert metadata_load(bundle / "README.md")["models"] == ["someone/oct-vit", "someone/oct-hog-lbp-svm"]
+    ids = ["someone/oct-vit", "someone/oct-hog-lbp-svm"]
+    assert deploy(["--out", str(bundle), "--vit", ids[0], "--baseline", ids[1], "--dry-run"]) == 0
+    text = (bundle / "README.md").read_text()
+    assert card_problems(text, "space") == []
+    card = SpaceCard.load(bundle / "README.md").data
+    assert card.models == ids and card.preload_from_hub == ids and card.suggested_hardware == "cpu-basic"
+    assert card.app_file == "space/app.py" and card.sdk == "gradio" and card.python_version == "3.11"
+    assert len(card.short_description) <= SHORT_DESCRIPTION_MAX and "huggingface.co/someone/oct-vit" in text
     assert not (bundle / "space" / "models").exists()
     assert deploy(["--out", str(bundle), "--vit", "not-a-folder-or-id", "--dry-run"]) == 2
+
+
+def test_the_rules_catch_what_the_hub_refuses():
+    from octcore.hub import card_problems
+
+    good = "---\ntitle: x\nsdk: gradio\ncolorFrom: indigo\ncolorTo: gray\nlicense: apache-2.0\n---\n"
+    assert card_problems(good, "space") == []
+    long = good.replace("title: x", "title: x\nshort_description: " + "a" * 61)
+    assert "short_description is 61 characters" in card_problems(long, "space")[0]
+    assert card_problems(good.replace("indigo", "teal"), "space")
+    assert card_problems(good.replace("apache-2.0", "Apache-2.0"), "space")
+    assert card_problems(good.replace("title: x", "models: [../runs/vit]"), "space")
+    assert card_problems(good.replace("title: x", "python_version: 3.10"), "space")
+
+
+def test_deploy_uploads_the_bundle_and_sets_the_model_variables(tmp_path, fake_hub):
+    from space.deploy import build_bundle, deploy
+
+    bundle = build_bundle(tmp_path / "bundle", "someone/oct-vit", ["someone/oct-hog-svm", "someone/oct-lbp-svm"])
+    url = deploy(
+        bundle, "someone/oct-space", "someone/oct-vit", ["someone/oct-hog-svm", "someone/oct-lbp-svm"], api=fake_hub
+    )
+    assert url.startswith("https://huggingface.co/spaces/someone/oct-space")
+    names = [name for name, _ in fake_hub.calls]
+    assert names == ["create_repo", "upload_folder", "add_space_variable", "add_space_variable"]
+    create, upload = fake_hub.calls[0][1], fake_hub.calls[1][1]
+    assert create["repo_type"] == "space" and create["space_sdk"] == "gradio" and create["exist_ok"] is True
+    assert upload["repo_type"] == "space" and "README.md" in fake_hub.uploaded["someone/oct-space"]
+    assert "space/app.py" in fake_hub.uploaded["someone/oct-space"]
+    variables = {call["key"]: call["value"] for name, call in fake_hub.calls if name == "add_space_variable"}
+    assert variables == {
+        "OCT_VIT_MODEL": "someone/oct-vit",
+        "OCT_BASELINE_MODEL": "someone/oct-hog-svm,someone/oct-lbp-svm",
+    }

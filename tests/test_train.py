@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, SAMPLE, copy_scan
 from huggingface_hub import ModelCard
+from PIL import Image
 from safetensors.numpy import load_file
 
+from conftest import ROOT, SAMPLE, assert_no_local_paths, copy_scan
 from models import UnsafeModelError, load_model
 from train import export_onnx
 
@@ -40,27 +41,11 @@ def tiny_base(tmp_path_factory) -> Path:
 
 
 def train_command(data: Path, base: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "train",
-        "--data",
-        str(data),
-        "--base-model",
-        str(base),
-        "--out",
-        str(out),
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        "--checkpoint-every",
-        "2",
-        "--workers",
-        "0",
-        "--seed",
-        "1",
-    ]
+    options = (
+        "--epochs 3 --batch-size 8 --checkpoint-every 2 --workers 0 --seed 1 --base-model-id facebook/dinov2-small"
+    )
+    paths = ["--data", str(data), "--base-model", str(base), "--out", str(out)]
+    return [sys.executable, "-m", "train", *paths, *options.split()]
 
 
 def run(command: list[str]) -> None:
@@ -130,14 +115,48 @@ def test_folder_works_with_pipeline_and_from_pretrained(trained, small_data):
     assert (trained / "split.json").is_file()
 
 
-def test_model_card_carries_the_measured_figures(trained):
+def test_model_card_carries_the_measured_figures_and_follows_the_hub_rules(trained):
+    from octcore.hub import card_problems
+
     metrics = json.loads((trained / "metrics.json").read_text())
+    text = (trained / "README.md").read_text()
+    assert card_problems(text) == []
     card = ModelCard.load(trained / "README.md")
-    assert card.data.pipeline_tag == "image-classification" and card.data.license == "apache-2.0"
-    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert results == {"accuracy": round(metrics["accuracy"], 4), "f1": round(metrics["macro_f1"], 4)}
-    assert "not a diagnosis" in card.text and "Patient leakage" in card.text
-    assert f"test {metrics['n_images']} scans" in card.text
+    assert card.data.pipeline_tag == "image-classification" and card.data.library_name == "transformers"
+    assert card.data.base_model == "facebook/dinov2-small"  # the Hub id the local base stands for, not its path
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert set(results) == {"accuracy", "f1", "sensitivity", "specificity"}
+    assert results["accuracy"].metric_value == round(metrics["accuracy"], 4) and results["f1"].dataset_split == "test"
+    assert results["f1"].metric_args["average"] == "macro"
+    assert results["f1"].metric_args["ci95"] == [round(v, 4) for v in metrics["ci95"]["macro_f1"]]
+    assert "not a diagnosis" in card.text and "Patient leakage" in card.text and "USER/MODEL" in card.text
+    assert f"test {metrics['n_images']} scans" in card.text and "![training curves](training_curves.png)" in card.text
+    assert_no_local_paths(trained, ["README.md", "training.json", "metrics.json", "config.json", "logs/metrics.jsonl"])
+
+
+def test_training_is_logged_to_a_tracker_and_drawn(trained):
+    from train.tracking import read_log
+
+    records = read_log(trained / "logs" / "metrics.jsonl")
+    steps = [r for r in records if "train/loss" in r]
+    epochs = [r for r in records if "val/macro_f1" in r]
+    assert len(epochs) == 3 and all(r["val/n_scans"] == epochs[0]["val/n_scans"] for r in epochs)
+    assert [r["step"] for r in steps] == list(range(1, len(steps) + 1)) and all(
+        r["train/images_per_s"] > 0 for r in steps
+    )
+    assert Image.open(trained / "training_curves.png").size[0] > 500
+
+
+def test_a_name_with_yaml_syntax_still_makes_a_valid_card(trained, tmp_path):
+    from models.card import render_card
+    from octcore.hub import card_problems
+
+    folder = tmp_path / "vit: test"
+    shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("checkpoints", "onnx"))
+    record = json.loads((folder / "training.json").read_text())
+    (folder / "training.json").write_text(json.dumps({**record, "model_name": "vit: test #1"}))
+    text = str(render_card(folder, "someone/vit-test"))
+    assert card_problems(text) == [] and ModelCard(text).data.model_name == "vit: test #1"
 
 
 def test_int8_onnx_export_agrees_with_pytorch(trained, small_data):
@@ -180,7 +199,7 @@ def test_a_crash_while_saving_never_leaves_a_half_written_folder(trained, tmp_pa
     unserialisable = {"accuracy": object()}  # fails after the weights and processor are written
     fresh = tmp_path / "fresh"
     with pytest.raises(TypeError):
-        save_model_folder(fresh, model, processor, unserialisable, "card", {})
+        save_model_folder(fresh, model, processor, unserialisable, {})
     assert not fresh.exists() and not list(tmp_path.iterdir())  # nothing that could load, no staging left
 
     previous = tmp_path / "previous"
@@ -189,7 +208,7 @@ def test_a_crash_while_saving_never_leaves_a_half_written_folder(trained, tmp_pa
     weights = load_file(previous / "model.safetensors")
     model.classifier.weight.data += 1  # a different model whose save then crashes
     with pytest.raises(TypeError):
-        save_model_folder(previous, model, processor, unserialisable, "card", {})
+        save_model_folder(previous, model, processor, unserialisable, {})
     kept = load_file(previous / "model.safetensors")
     assert all(np.array_equal(kept[k], weights[k]) for k in weights) and (previous / "checkpoints").is_dir()
     assert [p.name for p in tmp_path.iterdir()] == ["previous"]
@@ -219,7 +238,39 @@ def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
 def test_an_int8_export_outside_the_tolerance_is_never_served(trained, small_data, tmp_path, monkeypatch):
     folder = tmp_path / "vit"
     shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("onnx", "checkpoints"))
-    monkeypatch.setattr(export_onnx, "MIN_AGREEMENT", 1.01)  # no export can pass this
+    monkeypatch.setattr(export_onnx, "MAX_MEAN_PROB_DIFF", -1.0)  # no export can pass this
     assert export_onnx.main(["--model", str(folder), "--data", str(small_data), "--threads", "1"]) == 1
     assert not (folder / "onnx" / "model_int8.onnx").exists() and (folder / "onnx" / export_onnx.REJECTED).is_file()
     assert load_model(folder).backend == "torch"
+
+
+def test_push_uploads_what_from_pretrained_and_the_space_need(trained, small_data, fake_hub, tmp_path):
+    from models.push import push_model
+
+    folder = tmp_path / "vit"
+    shutil.copytree(trained, folder)
+    assert export_onnx.main(["--model", str(folder), "--data", str(small_data), "--threads", "1"]) == 0
+    files = push_model(folder, "someone/oct-vit", api=fake_hub)
+    (_, create), (_, upload) = fake_hub.calls
+    assert create["repo_id"] == "someone/oct-vit" and create["exist_ok"] is True
+    assert upload["commit_message"] and fake_hub.uploaded["someone/oct-vit"] == files
+    needed = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "onnx/model_int8.onnx"}
+    assert needed <= set(files) and not any(f.startswith("checkpoints/") or f == "onnx/model.onnx" for f in files)
+    assert 'pipeline("image-classification", model="someone/oct-vit")' in (folder / "README.md").read_text()
+    assert_no_local_paths(folder, files)
+
+
+def test_push_dry_run_lists_the_files_and_contacts_nothing(trained, small_data, tmp_path, capsys, monkeypatch):
+    from models import push
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "vit"
+    shutil.copytree(trained, folder)
+    assert export_onnx.main(["--model", str(folder), "--data", str(small_data), "--threads", "1"]) == 0
+    capsys.readouterr()
+    before = (folder / "README.md").read_text()
+    assert push.main([str(folder), "--repo-id", "someone/oct-vit", "--dry-run"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert "onnx/model_int8.onnx" in listed and "model.safetensors" in listed and "README.md" in listed
+    assert (folder / "README.md").read_text() == before  # a dry run changes nothing
+    assert push.main([str(tmp_path / "nothing"), "--repo-id", "someone/x", "--dry-run"]) == 2

@@ -6,16 +6,19 @@
 The scans are split by patient: with --split-file (from `python -m octcore.split` or another model's
 folder), exactly its patients; otherwise the split is made here and saved in OUT as split.json. It
 trains on train, picks the best epoch on val and reports the held-out patients (test) with
-octcore's metrics. Rerunning the same command after an
-interruption resumes from the last checkpoint in OUT/checkpoints and ends with the same model
-(OUT/checkpoints is left for that; delete it once the folder is final, it is never uploaded).
-The finished folder is written beside OUT and renamed into place, so OUT is never half-written.
-`--check-base` only checks that the base checkpoint can be loaded (exit 0, or 3 with the reason).
+octcore's metrics. Progress goes to Accelerate's trackers (OUT/logs/metrics.jsonl always; more with
+--report-to) and ends as OUT/training_curves.png. Rerunning the same command after an interruption
+resumes from the last checkpoint in OUT/checkpoints and ends with the same model (delete
+OUT/checkpoints once the folder is final; it is never uploaded). The finished folder is written beside
+OUT and renamed into place, so OUT is never half-written. `--check-base` only checks that the base
+checkpoint can be loaded (exit 0, or 3 with the reason).
 """
 
 import argparse
+import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,62 +26,74 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageClassification, get_cosine_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForImageClassification, get_cosine_schedule_with_warmup
 
-from octcore.data import DataError, discover, select, split_scans
-from octcore.hub import push_folder
+from models.card import TRAINING_FILE, render_card
+from models.push import push_model
+from octcore.data import DataError, describe_data, discover, select, split_scans
+from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
-from train.card import render_card
+from octcore.plots import save_training_curves
 from train.data import ScanDataset, input_size, make_processor
+from train.export_onnx import export_and_check
 from train.loop import (
     Progress,
     base_problem,
     latest_checkpoint,
     param_groups,
     predict,
+    save_best,
     save_checkpoint,
     save_model_folder,
 )
+from train.tracking import JSONLinesTracker, read_log
 
 DEFAULT_BASE = "facebook/dinov2-small"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="dataset folder (flat or train/val/test layout); required")
-    parser.add_argument("--base-model", default=DEFAULT_BASE, help=f"Hub id or local folder (default {DEFAULT_BASE})")
-    parser.add_argument("--out", help="model folder to write (checkpoints go in OUT/checkpoints); required")
-    parser.add_argument("--split-file", help="use exactly this split's patients (default: split here and save it)")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--data", help="dataset folder (flat or train/val/test layout); required")
+    add("--base-model", default=DEFAULT_BASE, help=f"Hub id or local folder (default {DEFAULT_BASE})")
+    add("--base-model-id", help="the Hub id a local --base-model folder is a copy of (named in the card)")
+    add("--out", help="model folder to write (checkpoints go in OUT/checkpoints); required")
+    add("--split-file", help="use exactly this split's patients (default: split here and save it)")
+    add("--data-name", help="how the card names the data (default: Kermany et al. 2018 and its size)")
+    add("--dataset-id", help="the Hub dataset id of the data (python -m octcore.dataset), named in the card")
+    add(
         "--image-size",
         metavar="HxW",
-        help="input size (default: 126x252 for DINOv2, which interpolates "
-        "its position embeddings; the checkpoint's square size for ViT/DeiT)",
+        help="input size (default: 126x252 for DINOv2, which interpolates its "
+        "position embeddings; the checkpoint's square size for ViT/DeiT)",
     )
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=16, help="per process")
-    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    parser.add_argument(
-        "--lr", type=float, default=1e-4, help="peak learning rate of the head; layers below decay from it"
-    )
-    parser.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise learning-rate decay (1 = none)")
-    parser.add_argument(
-        "--freeze-layers", type=int, default=0, help="freeze the embeddings and this many lowest blocks"
-    )
-    parser.add_argument("--warmup", type=float, default=0.1, help="fraction of steps spent warming up")
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument(
+    add("--epochs", type=int, default=8)
+    add("--batch-size", type=int, default=16, help="per process")
+    add("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    add("--lr", type=float, default=1e-4, help="peak learning rate of the head; layers below decay from it")
+    add("--layer-decay", type=float, default=0.75, help="layer-wise learning-rate decay (1 = none)")
+    add("--freeze-layers", type=int, default=0, help="freeze the embeddings and this many lowest blocks")
+    add("--warmup", type=float, default=0.1, help="fraction of steps spent warming up")
+    add("--weight-decay", type=float, default=0.05)
+    add(
         "--mixed-precision",
         choices=("no", "fp16", "bf16"),
         default=None,
         help="default: whatever `accelerate config` says",
     )
-    parser.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N optimizer steps")
-    parser.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the finished folder to this Hub repo")
-    parser.add_argument(
+    add("--checkpoint-every", type=int, default=0, help="also checkpoint every N optimizer steps")
+    add("--workers", type=int, default=2, help="data-loading processes")
+    add("--seed", type=int, default=0)
+    add("--report-to", default="", help="more Accelerate trackers, comma-separated (tensorboard, wandb, ...)")
+    add(
+        "--max-steps",
+        type=int,
+        default=0,
+        help="stop after this many optimizer steps without writing the folder (smoke tests, throughput benchmarks)",
+    )
+    add("--push-to-hub", metavar="REPO_ID", help="export int8 ONNX, then upload the finished folder to this repo")
+    add(
         "--check-base",
         action="store_true",
         help="only check that --base-model can be loaded: exit 0 if so, 3 with the reason if not",
@@ -87,6 +102,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.check_base and not (args.data and args.out):
         parser.error("--data and --out are required")
     return args
+
+
+def training_record(args: argparse.Namespace, scans, split: list[str], size: tuple[int, int], processes: int) -> dict:
+    """training.json: what the card says about how this model was made (no local path in it)."""
+    base_id = args.base_model_id or (args.base_model if is_repo_id(args.base_model) else None)
+    if not base_id:  # a local copy may still say which Hub checkpoint it was saved from
+        name = getattr(AutoConfig.from_pretrained(args.base_model), "_name_or_path", "")
+        base_id = name if is_repo_id(name) else None
+    return {
+        "kind": "vit",
+        "model_name": Path(args.out).name,
+        "dataset": describe_data(scans, split, args.data_name, args.dataset_id),
+        "base_model": {"id": base_id, "description": f"`{base_id}`" if base_id else "a local pretrained checkpoint"},
+        "details": {
+            "height": size[0],
+            "width": size[1],
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum,
+            "processes": processes,
+            "weight_decay": args.weight_decay,
+            "lr": args.lr,
+            "layer_decay": args.layer_decay,
+            "warmup": args.warmup,
+            "seed": args.seed,
+            "base_description": f"`{base_id}`" if base_id else "a local pretrained checkpoint",
+            "frozen": f"embeddings and the lowest {args.freeze_layers} blocks frozen"
+            if args.freeze_layers
+            else "all layers trained",
+            "mixed_precision": args.mixed_precision or "from accelerate config",
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base checkpoint {args.base_model!r} loads")
         return 0
     out = Path(args.out)
+    trackers = [JSONLinesTracker(out / "logs" / "metrics.jsonl"), *filter(None, args.report_to.split(","))]
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.grad_accum,
+        log_with=trackers,
+        project_dir=str(out),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(args.seed)
@@ -135,15 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         ignore_mismatched_sizes=True,
         use_safetensors=True,
     )
-    frozen = (
-        [model.base_model.embeddings] + list(model.base_model.encoder.layer[: args.freeze_layers])
-        if args.freeze_layers
-        else []
-    )
-    for module in frozen:
-        module.requires_grad_(False)
+    if args.freeze_layers:
+        for module in [model.base_model.embeddings, *model.base_model.encoder.layer[: args.freeze_layers]]:
+            module.requires_grad_(False)
 
-    # 3. Data: augmented train, plain val and test, through `datasets`.
+    # 3. Data: `datasets` tables of the split's scans, decoded and augmented by their transform.
     def loader(data: ScanDataset, shuffle: bool) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
             data, batch_size=args.batch_size, shuffle=shuffle, num_workers=args.workers, drop_last=shuffle
@@ -165,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
+    local_paths = ("data", "out", "base_model", "split_file")  # the log is uploaded with the model: no local path
+    accelerator.init_trackers("oct-vit", config={k: v for k, v in vars(args).items() if k not in local_paths})
 
     # 5. Resume from the last complete checkpoint, if a previous run of this command left one.
     checkpoints = out / "checkpoints"
@@ -173,16 +221,20 @@ def main(argv: list[str] | None = None) -> int:
         accelerator.load_state(str(last))
         accelerator.print(f"resuming from {last} (epoch {progress.epoch + 1}, step {progress.step})")
 
-    # 6. Train; evaluate on val after each epoch and keep the best weights.
+    # 6. Train: log each optimizer step (loss, learning rate, images/s and how long it waited for data),
+    #    evaluate on val after each epoch and keep the best weights.
     bar = tqdm(
         total=total_steps, initial=progress.step, desc="training", disable=not accelerator.is_local_main_process
     )
-    while progress.epoch < args.epochs:
+    images_per_step = args.batch_size * args.grad_accum * accelerator.num_processes
+    while progress.epoch < args.epochs and not (args.max_steps and progress.step >= args.max_steps):
         train_data.epoch = progress.epoch
         train_loader.set_epoch(progress.epoch)
         done_in_epoch = (progress.step - progress.epoch * steps_per_epoch) * args.grad_accum
         batches = accelerator.skip_first_batches(train_loader, done_in_epoch) if done_in_epoch else train_loader
-        for batch in batches:
+        step_start = waited = time.perf_counter()
+        for batch in batches:  # the else below runs when the epoch ends without --max-steps stopping it
+            waited = time.perf_counter() - waited
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
@@ -191,41 +243,83 @@ def main(argv: list[str] | None = None) -> int:
                 optimizer.zero_grad()
             if accelerator.sync_gradients:
                 progress.step += 1
+                seconds, step_start = time.perf_counter() - step_start, time.perf_counter()
+                accelerator.log(
+                    {
+                        "train/loss": loss.item(),
+                        "train/lr": scheduler.get_last_lr()[0],
+                        "train/images_per_s": images_per_step / seconds,
+                        "train/data_wait_s": waited,
+                    },
+                    step=progress.step,
+                )
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", epoch=progress.epoch + 1)
                 if args.checkpoint_every and progress.step % args.checkpoint_every == 0:
                     save_checkpoint(accelerator, checkpoints / progress.checkpoint_name())
-        proba, labels = predict(model, val_loader, accelerator)
-        f1 = evaluate(labels, proba, n_boot=0)["macro_f1"]
-        progress.history.append({"epoch": progress.epoch + 1, "step": progress.step, "val_macro_f1": round(f1, 4)})
-        accelerator.print(f"epoch {progress.epoch + 1}: val macro-F1 {f1:.3f}")
-        if f1 > progress.best_f1:
-            progress.best_f1 = f1
-            if accelerator.is_main_process:
-                accelerator.unwrap_model(model).save_pretrained(checkpoints / "best")
-        progress.epoch += 1
-        save_checkpoint(accelerator, checkpoints / progress.checkpoint_name())
+                if args.max_steps and progress.step >= args.max_steps:
+                    break
+            waited = time.perf_counter()
+        else:
+            proba, labels = predict(model, val_loader, accelerator)
+            val = evaluate(labels, proba, n_boot=0)
+            progress.history.append(
+                {
+                    "epoch": progress.epoch + 1,
+                    "step": progress.step,
+                    "val_macro_f1": round(val["macro_f1"], 4),
+                    "val_accuracy": round(val["accuracy"], 4),
+                }
+            )
+            accelerator.log(
+                {
+                    "val/macro_f1": val["macro_f1"],
+                    "val/accuracy": val["accuracy"],
+                    "val/ece": val["ece"],
+                    "val/n_scans": len(labels),
+                    "epoch": progress.epoch + 1,
+                },
+                step=progress.step,
+            )
+            accelerator.print(f"epoch {progress.epoch + 1}: val macro-F1 {val['macro_f1']:.3f} on {len(labels)} scans")
+            if val["macro_f1"] > progress.best_f1:  # the same gathered figure on every rank: all take this branch
+                progress.best_f1 = val["macro_f1"]
+                save_best(accelerator, model, checkpoints / "best")
+            progress.epoch += 1
+            save_checkpoint(accelerator, checkpoints / progress.checkpoint_name())
     bar.close()
+    if args.max_steps and progress.step >= args.max_steps and progress.epoch < args.epochs:
+        accelerator.print(f"stopped after {progress.step} steps (--max-steps); no model folder written")
+        accelerator.end_training()
+        return 0
 
-    # 7. The best epoch, scored on patients never seen in training or model selection; save the folder.
+    # 7. The best epoch, scored on patients never seen in training or model selection (float32, as users
+    #    run it: not prepared, so no autocast); the folder, its card and curves; int8 export and push if asked.
     accelerator.wait_for_everyone()
-    best = AutoModelForImageClassification.from_pretrained(checkpoints / "best", use_safetensors=True).to(
-        accelerator.device
-    )
-    proba, labels = predict(best, test_loader, accelerator)  # float32, as users run it: not prepared, so no autocast
+    best = AutoModelForImageClassification.from_pretrained(checkpoints / "best", use_safetensors=True)
+    proba, labels = predict(best.to(accelerator.device), test_loader, accelerator)
     if accelerator.is_main_process:
         patients = np.array([s.patient_id for s in test_scans])
         metrics = evaluate(labels, proba, patients, seed=args.seed)
         metrics["history"] = progress.history
-        card = render_card(args, metrics, scans, split.names, size, accelerator.num_processes)
-        save_model_folder(out, best, processor, metrics, card, {"split.json": split.text})
+        record = training_record(args, scans, split.names, size, accelerator.num_processes)
+        files = {"split.json": split.text, TRAINING_FILE: json.dumps(record, indent=2)}
+
+        def curves_and_card(staging: Path) -> None:
+            save_training_curves(read_log(staging / "logs" / "metrics.jsonl"), staging / "training_curves.png")
+            render_card(staging, args.push_to_hub).save(staging / "README.md")
+
+        save_model_folder(out, best, processor, metrics, files, curves_and_card)
         accelerator.print(
-            f"test (held-out patients): accuracy {metrics['accuracy']:.3f} {metrics['ci95']['accuracy']}, "
-            f"macro-F1 {metrics['macro_f1']:.3f} on {metrics['n_images']} scans; saved {out}"
+            f"test (held-out patients): accuracy {metrics['accuracy']:.3f} "
+            f"{[round(v, 3) for v in metrics['ci95']['accuracy']]}, macro-F1 {metrics['macro_f1']:.3f} "
+            f"on {metrics['n_images']} scans; saved {out}"
         )
         if args.push_to_hub:
-            url = push_folder(out, args.push_to_hub, "Upload OCT ViT", ignore=["checkpoints/*"])
-            accelerator.print(f"uploaded: {url}")
+            if not export_and_check(out, [s.path for s in test_scans])["passed"]:
+                accelerator.print("the int8 export did not pass its check: the pushed model runs in PyTorch")
+            push_model(out, args.push_to_hub)
+            accelerator.print(f"uploaded to https://huggingface.co/{args.push_to_hub}")
     accelerator.end_training()
     return 0
 

@@ -6,7 +6,8 @@ Writes DIR/onnx/model.onnx (float32) and DIR/onnx/model_int8.onnx (weights int8,
 quantized on the fly). With --data, the scans of the folder's held-out test split (DIR/split.json)
 are classified by both, one scan at a time as the Space does. Tolerance: mean absolute probability
 difference <= MAX_MEAN_PROB_DIFF, and the same top-1 label on at least MIN_AGREEMENT of the scans
-PyTorch is not torn on (top-two margin >= CONFIDENT_MARGIN); otherwise the command fails (exit 1).
+PyTorch is not torn on (top-two margin >= CONFIDENT_MARGIN), at least one such scan allowed to
+differ; otherwise the export is put aside and the command exits 1 (the model then runs in PyTorch).
 The figures go to DIR/onnx/check.json.
 """
 
@@ -79,6 +80,46 @@ def agreement(folder: Path, scans: list, threads: int) -> dict:
     }
 
 
+def allowed_disagreements(n_confident: int) -> int:
+    """How many confident scans may change label: MIN_AGREEMENT's share, and at least one, so that a check
+    on a few dozen scans (the quick start's) is not failed by a single borderline scan."""
+    return max(1, int((1 - MIN_AGREEMENT) * n_confident))
+
+
+def export_and_check(folder: Path, test_scans: list | None = None, threads: int = 2) -> dict:
+    """Export, then (with test scans) check against PyTorch: an export outside the tolerance is put aside
+    as REJECTED so nothing serves it. The report, also written to onnx/check.json; report["passed"]."""
+    path = export(folder)
+    report = {
+        "tolerance": {
+            "max_mean_abs_prob_diff": MAX_MEAN_PROB_DIFF,
+            "confident_margin": CONFIDENT_MARGIN,
+            "min_top1_agreement_when_confident": MIN_AGREEMENT,
+            "at_least_allowed_disagreements": 1,
+        },
+        "size_mb": {
+            "int8": round(path.stat().st_size / 1e6, 1),
+            "float32": round((folder / ONNX_DIR / ONNX_FP32).stat().st_size / 1e6, 1),
+        },
+    }
+    if test_scans:
+        check = report["agreement"] = agreement(folder, test_scans, threads)
+        report["latency_1_scan"] = {
+            backend: one_scan_latency(load_model(folder, backend, threads), [Path(test_scans[0]).read_bytes()])
+            for backend in ("torch", "onnx")
+        }
+        allowed = allowed_disagreements(check["n_confident"])
+        report["passed"] = (
+            check["top1_disagreements_when_confident"] <= allowed and check["mean_abs_prob_diff"] <= MAX_MEAN_PROB_DIFF
+        )
+    else:
+        report["passed"] = True  # nothing to check against: exported, not verified
+    (folder / ONNX_DIR / "check.json").write_text(json.dumps(report, indent=2))
+    if not report["passed"]:
+        path.replace(path.with_name(REJECTED))  # so nothing serves it: load_model falls back to PyTorch
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.export_onnx", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a folder written by python -m train")
@@ -86,43 +127,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for the check and the timing")
     args = parser.parse_args(argv)
     folder = Path(args.model)
-
     try:
-        path = export(folder)
+        test = None
+        if args.data:
+            scans = discover(args.data)
+            test = [s.path for s in select(scans, load_split(folder / "split.json", scans), "test")]
+        report = export_and_check(folder, test, args.threads)
     except (OSError, ValueError, KeyError) as e:  # no folder, no config, not an image classifier, no processor
         print(
             f"error: {folder} is not a model folder written by python -m train ({type(e).__name__}: {e})",
             file=sys.stderr,
         )
         return 2
-    print(
-        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; "
-        f"float32 {(folder / ONNX_DIR / ONNX_FP32).stat().st_size / 1e6:.1f} MB)"
-    )
-    report = {
-        "tolerance": {
-            "max_mean_abs_prob_diff": MAX_MEAN_PROB_DIFF,
-            "confident_margin": CONFIDENT_MARGIN,
-            "min_top1_agreement_when_confident": MIN_AGREEMENT,
-        }
-    }
-    if args.data:
-        scans = discover(args.data)
-        test = [s.path for s in select(scans, load_split(folder / "split.json", scans), "test")]
-        report["agreement"] = agreement(folder, test, args.threads)
-        report["latency_1_scan"] = {
-            b: one_scan_latency(load_model(folder, b, args.threads), [test[0].read_bytes()]) for b in ("torch", "onnx")
-        }
-        print(json.dumps(report, indent=2))
-    (folder / ONNX_DIR / "check.json").write_text(json.dumps(report, indent=2))
+    size = report["size_mb"]
+    print(f"wrote {folder / ONNX_DIR / ONNX_INT8} ({size['int8']} MB; float32 {size['float32']} MB)")
     check = report.get("agreement")
-    if check and (
-        check["top1_agreement_when_confident"] < MIN_AGREEMENT or check["mean_abs_prob_diff"] > MAX_MEAN_PROB_DIFF
-    ):
-        path.replace(path.with_name(REJECTED))  # so nothing serves it: load_model falls back to PyTorch
+    if check:
         print(
-            f"error: the int8 export does not agree with PyTorch within the tolerance; kept aside as {REJECTED}, "
-            "so the model runs in PyTorch",
+            f"int8 against PyTorch on {check['n_scans']} test scans: same label on {check['top1_agreement']:.1%} "
+            f"({check['top1_disagreements_when_confident']} of {check['n_confident']} confident scans differ; "
+            f"{allowed_disagreements(check['n_confident'])} allowed), mean |probability difference| "
+            f"{check['mean_abs_prob_diff']:.4f}; one scan: int8 {report['latency_1_scan']['onnx']['median_ms']} ms, "
+            f"PyTorch {report['latency_1_scan']['torch']['median_ms']} ms"
+        )
+    if not report["passed"]:
+        print(
+            f"note: the int8 export does not agree with PyTorch within the tolerance (onnx/check.json); it is kept "
+            f"aside as {REJECTED} and the model runs in PyTorch",
             file=sys.stderr,
         )
         return 1

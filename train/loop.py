@@ -4,6 +4,7 @@ checkpoints that resume exactly, and the finished folder written whole."""
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -97,15 +98,31 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: p.name, default=None)
 
 
-def save_model_folder(out: Path, model, processor, metrics: dict, card: str, files: dict[str, str]) -> None:
-    """The Hub-ready folder, written beside OUT and renamed into place; OUT/checkpoints moves with it.
-    files: more text files to write into it (name: content), such as the split."""
+def save_best(accelerator: Accelerator, model, folder: Path) -> None:
+    """The best weights so far, saved correctly under any distribution (DDP, FSDP, DeepSpeed): every rank
+    takes part in gathering the state dict, the main process writes it."""
+    accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(model)
+    accelerator.unwrap_model(model).save_pretrained(
+        folder, is_main_process=accelerator.is_main_process, state_dict=state
+    )
+    accelerator.wait_for_everyone()
+
+
+def save_model_folder(
+    out: Path, model, processor, metrics: dict, files: dict[str, str], finish: Callable[[Path], None] | None = None
+) -> None:
+    """The Hub-ready folder, written beside OUT and renamed into place; OUT/checkpoints and OUT/logs move with it.
+    files: more text files to write into it (name: content); finish: called with the staging folder
+    last (pictures and the card, which read the rest)."""
     with writing_folder(out) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (staging / "README.md").write_text(card)
         for name, content in files.items():
             (staging / name).write_text(content)
-        if (out / "checkpoints").is_dir():
-            os.replace(out / "checkpoints", staging / "checkpoints")
+        for kept in ("checkpoints", "logs"):
+            if (out / kept).is_dir():
+                os.replace(out / kept, staging / kept)
+        if finish:
+            finish(staging)

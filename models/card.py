@@ -1,0 +1,149 @@
+"""A model folder's card (README.md), made with huggingface_hub's ModelCard from what the folder holds.
+
+Both trainers write `training.json` (how the model was made: data described by name and split, never
+by a local path) beside `metrics.json` (its test figures); `render_card` turns them into the card,
+with a YAML header built by `ModelCardData` (so every value is quoted as YAML needs) and a
+model-index of `EvalResult`s. The push command renders it again with the repo id it pushes to.
+"""
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from models import model_kind
+from octcore.hub import is_repo_id
+from octcore.labels import CLASSES
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+TRAINING_FILE = "training.json"
+REPO_PLACEHOLDER = "USER/MODEL"  # what the usage snippet names until the model is pushed
+TAGS = ["oct", "retina", "ophthalmology", "medical-imaging", "image-classification"]
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _with_ci(value: float | None, interval: list | None) -> str:
+    """'0.968 (0.930-0.995)', or the value alone where no interval was computed."""
+    low, high = interval or (None, None)
+    return f"{_fmt(value)} ({_fmt(low)}-{_fmt(high)})" if low is not None else _fmt(value)
+
+
+def eval_results(metrics: dict, dataset: dict) -> list[EvalResult]:
+    """The model-index: accuracy and macro-F1 with their 95% CIs, urgent-referral sensitivity and specificity."""
+    common = {
+        "task_type": "image-classification",
+        "task_name": "OCT B-scan classification (CNV, DME, DRUSEN, NORMAL)",
+        "dataset_type": dataset.get("hub_id") or "imagefolder",
+        "dataset_name": dataset["name"],
+        "dataset_split": "test",
+    }
+    ci = metrics["ci95"]
+    urgent = metrics["urgent_referral"]
+    ci_args = {"ci_method": "bootstrap over patients", "n_boot": int(metrics["bootstrap"]["replicates"])}
+
+    def interval(key: str) -> list[float]:
+        return [round(float(v), 4) for v in ci[key]]
+
+    results = [
+        EvalResult(
+            **common,
+            metric_type="accuracy",
+            metric_name="accuracy",
+            metric_value=round(float(metrics["accuracy"]), 4),
+            metric_args={"ci95": interval("accuracy"), **ci_args},
+        ),
+        EvalResult(
+            **common,
+            metric_type="f1",
+            metric_name="macro-F1",
+            metric_value=round(float(metrics["macro_f1"]), 4),
+            metric_args={"average": "macro", "ci95": interval("macro_f1"), **ci_args},
+        ),
+    ]
+    for name, key, ci_key in (
+        ("sensitivity", "sensitivity", "urgent_sensitivity"),
+        ("specificity", "specificity", "urgent_specificity"),
+    ):
+        if urgent[key] is not None:
+            results.append(
+                EvalResult(
+                    **common,
+                    metric_type=name,
+                    metric_name=f"urgent-referral {name} (CNV or DME vs the rest)",
+                    metric_value=round(float(urgent[key]), 4),
+                    metric_config="urgent-referral",
+                    metric_args={"ci95": interval(ci_key), **ci_args},
+                )
+            )
+    return results
+
+
+def _read(folder: Path, name: str) -> dict:
+    path = folder / name
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
+    """The card of a trained model folder (either kind); `repo_id` is what its usage snippet names."""
+    folder = Path(folder)
+    config, metrics, training = (
+        _read(folder, "config.json"),
+        _read(folder, "metrics.json"),
+        _read(folder, TRAINING_FILE),
+    )
+    kind = model_kind(config)
+    dataset, base = training["dataset"], training.get("base_model", {})
+    model_name = training.get("model_name", folder.name)
+    data = ModelCardData(
+        model_name=model_name,
+        license="apache-2.0",
+        library_name="transformers" if kind == "vit" else "sklearn",
+        pipeline_tag="image-classification",
+        tags=TAGS + (["vision-transformer", "dinov2"] if kind == "vit" else ["hog", "lbp", "svm", "skops"]),
+        base_model=base.get("id") if is_repo_id(base.get("id")) else None,
+        datasets=[dataset["hub_id"]] if is_repo_id(dataset.get("hub_id")) else None,
+        metrics=["accuracy", "f1"],
+        eval_results=eval_results(metrics, dataset),
+    )
+    counts, urgent, ci = dataset["counts"], metrics["urgent_referral"], metrics["ci95"]
+    if kind == "vit":
+        title = f"{model_name}: a Vision Transformer for retinal OCT B-scans"
+        summary = f"A Vision Transformer fine-tuned from {base.get('description', 'a pretrained checkpoint')}."
+    else:
+        title = f"{model_name}: a classical classifier for retinal OCT B-scans"
+        summary = "A classical pipeline: hand-made HOG and LBP features of the flattened retina, and an SVM."
+    values = {
+        "kind": kind,
+        "title": title,
+        "summary": summary,
+        "repo_id": repo_id or REPO_PLACEHOLDER,
+        "dataset_description": dataset["name"],
+        "n_train": counts.get("train", 0),
+        "n_val": counts.get("val", 0),
+        "val_use": "used to pick the best epoch" if kind == "vit" else "not used to fit the classifier",
+        "n_test": metrics["n_images"],
+        "n_test_patients": metrics["n_patients"],
+        "n_boot": metrics["bootstrap"]["replicates"],
+        "accuracy": _with_ci(metrics["accuracy"], ci.get("accuracy")),
+        "macro_f1": _with_ci(metrics["macro_f1"], ci.get("macro_f1")),
+        "urgent_sensitivity": _with_ci(urgent["sensitivity"], ci.get("urgent_sensitivity")),
+        "urgent_specificity": _with_ci(urgent["specificity"], ci.get("urgent_specificity")),
+        "urgent_auc": _fmt(urgent["auc"]),
+        "ece": _fmt(metrics["ece"]),
+        "per_class": [
+            {
+                "name": c,
+                **{k: _fmt(metrics["per_class"][c][k]) for k in ("sensitivity", "specificity", "f1")},
+                "support": metrics["per_class"][c]["support"],
+            }
+            for c in CLASSES
+        ],
+        "curves": (folder / "training_curves.png").is_file(),
+        "calibration": None,
+        "out_of_scope": None,
+        **training.get("details", {}),  # what the trainer of this kind says about itself
+    }
+    return ModelCard.from_template(data, template_str=TEMPLATE.read_text(), **values)
