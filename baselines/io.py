@@ -10,6 +10,7 @@ import skops.io as sio
 
 from models.card import render_card
 from models.classical import CONFIG_FILE, MODEL_FILE
+from models.scope import Calibration
 from octcore.hub import writing_folder
 
 
@@ -19,12 +20,14 @@ def save_model_folder(
     config: dict,
     metrics: dict,
     files: dict[str, str] | None = None,
+    calibration: Calibration | None = None,
     card_repo_id: str | None = None,
 ) -> Path:
     """Write the folder next to its final place, then rename: a crash never leaves a half-written model.
 
-    files: more text files to write into it (name: content), such as split.json and training.json; when
-    training.json is among them, the card (README.md) is rendered from the folder, naming card_repo_id.
+    files: more text files to write into it (name: content), such as split.json and training.json;
+    calibration: its temperature and out-of-scope detector. When training.json is among the files, the
+    card (README.md) is rendered from the folder, naming card_repo_id.
     """
     with writing_folder(out) as staging:
         sio.dump(model, staging / MODEL_FILE)
@@ -32,6 +35,8 @@ def save_model_folder(
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         for name, content in (files or {}).items():
             (staging / name).write_text(content)
+        if calibration is not None:
+            calibration.save(staging)
         if (staging / "training.json").is_file():
             render_card(staging, card_repo_id).save(staging / "README.md")
     return Path(out)

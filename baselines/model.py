@@ -95,6 +95,13 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
         proba = self.model_.predict_proba(X.reshape(-1, X.shape[-1])).reshape(X.shape[0], X.shape[1], -1)
         return proba.mean(axis=1)
 
+    def scaled(self, X: np.ndarray) -> np.ndarray:
+        """(n, d) the standardised features the SVM reads, averaged over each scan's two views: what the
+        out-of-scope detector measures distances in."""
+        X = np.asarray(X)
+        svm = self.model_ if not self.calibration_folds else self.model_.calibrated_classifiers_[0].estimator
+        return svm[0].transform(X.reshape(-1, X.shape[-1])).reshape(X.shape[0], X.shape[1], -1).mean(axis=1)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         scores = self.predict_proba(X) if self.calibration_folds else self.decision_function(X)
         return self.classes_[scores.argmax(axis=1)]

@@ -12,15 +12,18 @@ extracted on all cores and cached on disk (a killed run resumes).
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from baselines.cache import cached_features
 from baselines.features import KINDS, FeatureSettings
 from baselines.io import save_model_folder
 from baselines.model import PARAM_GRID, SOLVERS, OCTSVMClassifier, search_hyperparameters
+from models.base import Classification
 from models.card import TRAINING_FILE
-from models.classical import FORMAT
+from models.classical import FORMAT, embed
 from models.push import push_model
+from models.scope import fit_calibration, test_summary
 from octcore.data import DataError, describe_data, discover, split_scans, targets
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Features, cached.
     settings = FeatureSettings(kind=args.features, flatten=not args.no_flatten)
+    start = time.perf_counter()
     try:
         X = cached_features(
             scans, settings, Path(args.cache_dir) if args.cache_dir else None, progress, args.cache_every
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     y, patients = targets(scans)
+    print(f"features: {len(scans):,} scans in {time.perf_counter() - start:.0f} s ({X.shape[-1]:,} per view)")
 
     # 3. Choose C and gamma by patient-grouped CV on the training patients (unless both are given),
     #    fit on train, evaluate on the test patients.
@@ -102,10 +107,28 @@ def main(argv: list[str] | None = None) -> int:
             f"gamma_scale={search['gamma_scale']:g} (CV accuracy {search['cv_accuracy']:.3f})"
         )
     model = OCTSVMClassifier(args.solver, search["C"], search["gamma_scale"], random_state=args.seed)
+    start = time.perf_counter()
     model.fit(X[train_idx], y[train_idx], groups[train_idx])
-    metrics = evaluate(y[test_idx], model.predict_proba(X[test_idx]), patients[test_idx], seed=args.seed)
+    print(
+        f"fit: {model.solver_} SVM with calibration on {len(train_idx):,} scans in {time.perf_counter() - start:.0f} s"
+    )
 
-    # 4. Save a self-describing folder (what loading needs in config.json; how it was made, with the split,
+    # 4. Temperature and out-of-scope detector from the training and validation scans; figures on the test patients.
+    logits, features = embed(model, X)
+    val_idx = split.indices("val")
+    calibration = fit_calibration(
+        features[train_idx],
+        y[train_idx],
+        logits[val_idx],
+        features[val_idx],
+        y[val_idx],
+        "scaled HOG/LBP features, averaged over the scan and its mirror image",
+    )
+    test = Classification.of(logits[test_idx], features[test_idx], calibration)
+    metrics = evaluate(y[test_idx], test.proba, patients[test_idx], seed=args.seed)
+    metrics.update(test_summary(calibration, logits[test_idx], y[test_idx], test.flagged))
+
+    # 5. Save a self-describing folder (what loading needs in config.json; how it was made, with the split,
     #    for the card), then publish if asked.
     config = {
         "format": FORMAT,
@@ -132,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     files = {"split.json": split.text, TRAINING_FILE: json.dumps(record, indent=2)}
-    out = save_model_folder(args.out, model, config, metrics, files, card_repo_id=args.push_to_hub)
+    out = save_model_folder(args.out, model, config, metrics, files, calibration, card_repo_id=args.push_to_hub)
     print(
         f"test (held-out patients): accuracy {metrics['accuracy']:.3f} {metrics['ci95']['accuracy']}, "
         f"macro-F1 {metrics['macro_f1']:.3f} on {metrics['n_images']} scans"

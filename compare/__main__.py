@@ -3,44 +3,27 @@
     python -m compare --data DIR --model PATH_OR_ID [--model PATH_OR_ID ...] --out OUT [--split-file FILE]
 
 Which scans: with --split-file (from octcore.split or a training run), its `test` scans; else, in
-the train/val/test layout, the `test` folder; else (flat layout) every scan. Writes OUT/metrics.json
-({"n_images", "models": {NAME: {"accuracy", "macro_f1", "ms_per_image", ...}}}), OUT/report.md,
-OUT/report.html and the plots they show.
+the train/val/test layout, the `test` folder; else (flat layout) every scan. Subfolders of DIR that
+are not one of the four classes (any other name; in the split layout, inside test/) hold scans out
+of the models' scope: they never enter accuracy, and measure each model's out-of-scope flag. Writes
+OUT/metrics.json ({"n_images", "models": {NAME: {"accuracy", "macro_f1", "ms_per_image",
+"out_of_scope": {"auroc", "in_scope_flagged", "out_of_scope_flagged"}, ...}}}), OUT/predictions.csv
+(a row per scan and model), OUT/report.md, OUT/report.html and the plots they show.
 """
 
 import argparse
+import csv
 import json
 import sys
-import time
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
-from scipy.stats import binomtest
-from tqdm.auto import tqdm
-
 from compare.report import write_plots, write_reports
+from compare.score import PREDICTION_HEADER, mcnemar, model_figures, model_size_mb, prediction_rows, score_model
 from models import load_model
-from octcore.data import DataError, discover, load_split, select, targets
+from octcore.data import DataError, discover, discover_out_of_scope, load_split, select, targets
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
-from octcore.metrics import evaluate
-
-
-def model_size_mb(model) -> float:
-    """Size of the weights the model runs on (the int8 ONNX file when it runs that)."""
-    if getattr(model, "backend", "") == "onnx":
-        files = list(model.folder.glob("onnx/model_int8.onnx"))
-    else:
-        files = [p for p in model.folder.glob("*") if p.suffix in (".skops", ".safetensors")]
-    return round(sum(p.stat().st_size for p in files if p.is_file()) / 1e6, 1)
-
-
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
-    """Exact McNemar test on the scans where exactly one of two models is right."""
-    only_a, only_b = int((correct_a & ~correct_b).sum()), int((~correct_a & correct_b).sum())
-    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return {"only_first_right": only_a, "only_second_right": only_b, "p_value": float(p)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,26 +42,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
 
-    # 1. The scans every model sees.
+    # 1. The scans every model sees: the in-scope test scans, and any out-of-scope ones.
     try:
         scans = discover(args.data)
         if args.split_file:
-            scans, source = (
-                select(scans, load_split(args.split_file, scans), "test"),
-                f"test split of {args.split_file}",
-            )
+            scans, source = select(scans, load_split(args.split_file, scans), "test"), "the split file's test part"
         elif any(s.official_split for s in scans):
             scans, source = [s for s in scans if s.official_split == "test"], "official test folder"
         else:
             source = "every scan of the folder"
+        outside = discover_out_of_scope(args.data)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     y, patients = targets(scans)
-    print(f"{len(scans)} scans of {len(set(patients))} patients ({source})")
+    print(f"{len(scans)} scans of {len(set(patients))} patients ({source}); {len(outside)} out-of-scope scans")
 
-    # 2. Every model on them, timed.
-    results, probas = {}, {}
+    # 2. Every model on them, timed, through the one model interface.
+    results, scored, rows = {}, {}, []
     for name in args.model:
         try:
             model = load_model(name, args.vit_backend)
@@ -86,45 +67,42 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot load model {name}: {e}", file=sys.stderr)
             return 2
         label = Path(name).name if Path(name).is_dir() else name
-        start, parts = time.perf_counter(), []
         try:
-            for i in tqdm(range(0, len(scans), args.batch_size), desc=label, disable=not sys.stderr.isatty()):
-                parts.append(model.predict_proba([s.path for s in scans[i : i + args.batch_size]]))
+            scored[label] = score_model(model, scans, outside, args.batch_size, label)
         except ScanError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        seconds = time.perf_counter() - start
-        probas[label] = np.concatenate(parts)
-        metrics = evaluate(y, probas[label], patients)
-        metrics.update(
-            kind=model.kind,
-            source=name,
-            ms_per_image=round(seconds / len(scans) * 1000, 1),
-            size_mb=model_size_mb(model),
-        )
-        results[label] = metrics
+        figures = model_figures(scored[label], y, patients)
+        ms = round(scored[label].seconds / max(len(scans), 1) * 1000, 1)
+        figures.update(kind=model.kind, source=name, ms_per_image=ms, size_mb=model_size_mb(model))
+        results[label] = figures
+        rows += prediction_rows(label, scans, outside, Path(args.data).resolve(), scored[label])
+        scope = figures["out_of_scope"]
+        flagged = f"; out of scope: AUROC {scope['auroc']:.3f}" if scope and scope["auroc"] is not None else ""
         print(
-            f"{label}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
-            f"{metrics['ms_per_image']} ms/scan"
+            f"{label}: accuracy {figures['accuracy']:.3f}, macro-F1 {figures['macro_f1']:.3f}, {ms} ms/scan{flagged}"
         )
 
-    # 3. Paired tests, plots, reports.
+    # 3. Paired tests, predictions, plots, reports.
+    probas = {n: s.in_scope.proba for n, s in scored.items()}
     correct = {n: p.argmax(axis=1) == y for n, p in probas.items()}
     paired = {f"{a} vs {b}": mcnemar(correct[a], correct[b]) for a, b in combinations(probas, 2)}
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "n_images": len(scans),
         "n_patients": len(set(patients)),
-        "data": args.data,
+        "n_out_of_scope": len(outside),
         "scans": source,
         "classes": list(CLASSES),
         "models": results,
         "paired_tests": paired,
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    with (out / "predictions.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([PREDICTION_HEADER, *rows])
     plots = write_plots(out, y, probas, results, scans)
     write_reports(out, summary, plots)
-    print(f"wrote {out / 'report.md'}, {out / 'report.html'} and {out / 'metrics.json'}")
+    print(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'metrics.json'} and {out / 'predictions.csv'}")
     return 0
 
 

@@ -87,7 +87,7 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             _interval(m, "macro_f1"),
             _fmt(m["urgent_referral"]["auc"]),
             _fmt(m["weighted_error"]),
-            _fmt(m["ece"]),
+            f"{_fmt(m['ece_uncalibrated'])} → {_fmt(m['ece'])}",
             f"{m['ms_per_image']}",
             f"{m['size_mb']}",
         ]
@@ -101,6 +101,17 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         [pair, str(t["only_first_right"]), str(t["only_second_right"]), f"{t['p_value']:.3g}"]
         for pair, t in summary["paired_tests"].items()
     ]
+    scope = [
+        [
+            name,
+            _fmt(o["auroc"]),
+            f"{o['in_scope_flagged']:.1%}",
+            "n/a" if o["out_of_scope_flagged"] is None else f"{o['out_of_scope_flagged']:.1%}",
+        ]
+        for name, o in ((name, m["out_of_scope"]) for name, m in models.items())
+        if o
+    ]
+    scope_title = f"Out of scope ({summary.get('n_out_of_scope', 0)} scans the models were not taught)"
     return [
         (
             "Side by side",
@@ -110,7 +121,7 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                 "macro-F1 (95% CI)",
                 "urgent-referral AUC",
                 "weighted error",
-                "ECE",
+                "ECE (before → after temperature)",
                 "ms / scan",
                 "size (MB)",
             ],
@@ -118,6 +129,11 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         ),
         ("Sensitivity / specificity per class", ["model", *CLASSES], per_class),
         ("Paired test (exact McNemar)", ["models", "only the first right", "only the second right", "p"], paired),
+        (
+            scope_title,
+            ["model", "AUROC (in vs out of scope)", "in-scope scans flagged", "out-of-scope scans flagged"],
+            scope,
+        ),
     ]
 
 

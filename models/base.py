@@ -3,11 +3,14 @@
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from octcore.imaging import ScanInput
+
+if TYPE_CHECKING:
+    from models.scope import Calibration
 
 
 class ModelFormatError(ValueError):
@@ -24,10 +27,36 @@ class UntrustedModelError(ModelFormatError):
 
 @dataclass
 class Prediction:
-    """One scan through one model: what the Space shows and `compare` scores."""
+    """One scan through one model: what the Space shows."""
 
-    proba: np.ndarray  # (4,) probabilities in CLASSES order
+    proba: np.ndarray  # (4,) probabilities in CLASSES order (temperature-scaled when the model is calibrated)
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # explanation images in [0, 1], by name
+    out_of_scope: float | None = None  # distance from what the model was taught; None without a detector
+    flagged: bool = False  # out_of_scope above the model's saved threshold
+
+
+@dataclass
+class Classification:
+    """Several scans through one model: what `compare` scores and the batch CSV records."""
+
+    logits: np.ndarray  # (n, 4) before the temperature
+    proba: np.ndarray  # (n, 4) after it
+    out_of_scope: np.ndarray | None  # (n,) scores; None without a detector
+    flagged: np.ndarray  # (n,) bool
+
+    @classmethod
+    def of(cls, logits: np.ndarray, features: np.ndarray, calibration: "Calibration") -> "Classification":
+        """A model's raw outputs with its calibration applied: the one place both kinds do it."""
+        from models.scope import softmax
+
+        scope = calibration.out_of_scope
+        scores = scope.score(features) if scope is not None else None
+        flagged = scores > scope.threshold if scores is not None else np.zeros(len(logits), dtype=bool)
+        return cls(logits, softmax(logits, calibration.temperature), scores, flagged)
+
+    def prediction(self, i: int, maps: dict[str, np.ndarray] | None = None) -> Prediction:
+        score = None if self.out_of_scope is None else float(self.out_of_scope[i])
+        return Prediction(self.proba[i], maps or {}, score, bool(self.flagged[i]))
 
 
 @runtime_checkable
@@ -42,17 +71,26 @@ class OCTModel(Protocol):
     kind: str  # "vit" or "classical"
     classes: tuple[str, ...]  # the order of the probability columns (octcore.labels.CLASSES)
     folder: Path  # where its files are (a Hub download lands in the Hub cache)
+    calibration: "Calibration"  # its temperature and out-of-scope detector (models.scope)
+
+    def embed(self, scans: Sequence[ScanInput]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 4) logits before any temperature, and (n, d) the features the out-of-scope detector reads."""
+        ...
+
+    def classify(self, scans: Sequence[ScanInput]) -> Classification:
+        """Logits, calibrated probabilities and out-of-scope scores of several scans."""
+        ...
 
     def predict_proba(self, scans: Sequence[ScanInput]) -> np.ndarray:
-        """(n, 4) class probabilities."""
+        """(n, 4) class probabilities (calibrated)."""
+        ...
+
+    def analyse(self, scan: ScanInput, explain: bool = True) -> Prediction:
+        """Everything about one scan (probabilities, out of scope, and if asked explanation maps) from one pass."""
         ...
 
     def explain(self, scan: ScanInput) -> dict[str, np.ndarray]:
         """Explanation images of one scan, each in [0, 1], by name."""
-        ...
-
-    def analyse(self, scan: ScanInput, explain: bool = True) -> Prediction:
-        """Probabilities and (if asked) explanation maps of one scan from one pass of the model."""
         ...
 
 

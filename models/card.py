@@ -12,6 +12,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from models import model_kind
+from models.scope import CALIBRATION_FILE
 from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
 
@@ -81,6 +82,28 @@ def eval_results(metrics: dict, dataset: dict) -> list[EvalResult]:
     return results
 
 
+def _trust(calibration: dict, metrics: dict, n_val: int) -> dict:
+    """The card's calibration and out-of-scope sections, from calibration.json and the test figures."""
+    values = {"calibration": None, "out_of_scope": None}
+    if calibration and metrics.get("calibration"):
+        test = metrics["calibration"]
+        values["calibration"] = {
+            "temperature": f"{calibration['temperature']:.2f}",
+            "n_val": n_val,
+            "ece_before": _fmt(test["ece_before"]),
+            "ece_after": _fmt(test["ece_after"]),
+        }
+    if calibration.get("out_of_scope") and metrics.get("out_of_scope"):
+        scope = calibration["out_of_scope"]
+        values["out_of_scope"] = {
+            "features": scope["features"],
+            "method": scope["method"],
+            "accept": f"{scope['accept']:.0%}",
+            "in_scope_flagged": f"{metrics['out_of_scope']['in_scope_flagged']:.1%}",
+        }
+    return values
+
+
 def _read(folder: Path, name: str) -> dict:
     path = folder / name
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -142,8 +165,7 @@ def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
             for c in CLASSES
         ],
         "curves": (folder / "training_curves.png").is_file(),
-        "calibration": None,
-        "out_of_scope": None,
+        **_trust(_read(folder, CALIBRATION_FILE), metrics, counts.get("val", 0)),
         **training.get("details", {}),  # what the trainer of this kind says about itself
     }
     return ModelCard.from_template(data, template_str=TEMPLATE.read_text(), **values)

@@ -20,13 +20,14 @@ from baselines.features import (
     feature_maps,
     n_features,
 )
-from models.base import ModelFormatError, Prediction, UntrustedModelError
+from models.base import Classification, ModelFormatError, Prediction, UntrustedModelError
+from models.scope import Calibration
 from octcore.imaging import ScanInput, read_scan
 from octcore.labels import CLASSES
 
 FORMAT = "oct-classical"  # config.json's "format": how load_model tells a classical folder from a ViT's
 MODEL_FILE, CONFIG_FILE = "model.skops", "config.json"
-HUB_FILES = ["*.json", "*.md", "*.skops", "*.png"]
+HUB_FILES = ["*.json", "*.md", "*.skops", "*.safetensors", "*.png"]
 # Beyond what skops trusts by default (scikit-learn estimators, numpy, builtins): exactly these.
 TRUSTED_TYPES = {
     "baselines.model.OCTSVMClassifier",
@@ -34,6 +35,12 @@ TRUSTED_TYPES = {
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
 }
+
+
+def embed(estimator, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (the log of the Platt-calibrated probabilities, averaged over the two views) and the scaled
+    features the out-of-scope detector reads, from (n, 2, d) feature pairs: for the trainer and the loader."""
+    return np.log(np.clip(estimator.predict_proba(features), 1e-12, 1)), estimator.scaled(features)
 
 
 class ClassicalModel:
@@ -64,6 +71,7 @@ class ClassicalModel:
                 f"refusing to load {path}: it holds types this project does not trust: {sorted(untrusted)}"
             )
         self.estimator = sio.load(path, trusted=sorted(TRUSTED_TYPES))
+        self.calibration = Calibration.load(folder)
         expected, made = getattr(self.estimator, "n_features_in_", None), n_features(self.settings)
         if expected is not None and expected != made:
             raise ModelFormatError(
@@ -75,14 +83,22 @@ class ClassicalModel:
         """(n, 2, d) features of the scans and their mirror images."""
         return np.stack([band_features(feature_band(read_scan(s), self.settings), self.settings) for s in scans])
 
+    def embed(self, scans: Sequence[ScanInput]) -> tuple[np.ndarray, np.ndarray]:
+        return embed(self.estimator, self.features(scans))
+
+    def classify(self, scans: Sequence[ScanInput]) -> Classification:
+        return Classification.of(*self.embed(scans), self.calibration)
+
     def predict_proba(self, scans: Sequence[ScanInput]) -> np.ndarray:
-        return self.estimator.predict_proba(self.features(scans))
+        return self.classify(scans).proba
 
     def analyse(self, scan: ScanInput, explain: bool = True) -> Prediction:
-        """Probabilities and `feature_maps`, both from the one retina band."""
+        """Probabilities, out-of-scope score and `feature_maps`, all from the one retina band."""
         small = feature_band(read_scan(scan), self.settings)
-        proba = self.estimator.predict_proba(band_features(small, self.settings)[None])[0]
-        return Prediction(proba, feature_maps(small, self.settings) if explain else {})
+        classified = Classification.of(
+            *embed(self.estimator, band_features(small, self.settings)[None]), self.calibration
+        )
+        return classified.prediction(0, feature_maps(small, self.settings) if explain else None)
 
     def explain(self, scan: ScanInput) -> dict[str, np.ndarray]:
         return self.analyse(scan).maps

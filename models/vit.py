@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import ModelFormatError, Prediction, UnsafeModelError
+from models.base import Classification, ModelFormatError, Prediction, UnsafeModelError
+from models.scope import Calibration
 from octcore.imaging import ScanInput, read_scan, to_image
 from octcore.labels import CLASSES
 
 ONNX_DIR, ONNX_FP32, ONNX_INT8 = "onnx", "model.onnx", "model_int8.onnx"
-HUB_FILES = ["*.json", "*.md", "*.safetensors", f"{ONNX_DIR}/{ONNX_INT8}"]  # never a pickle
+ONNX_OUTPUTS = ("logits", "attention", "features")
+HUB_FILES = ["*.json", "*.md", "*.safetensors", f"{ONNX_DIR}/{ONNX_INT8}"]  # never a pickle (calibration included)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -36,31 +38,28 @@ def attention_rollout(attentions, grid: tuple[int, int]):
     return (heat - low) / (high - low + 1e-8)
 
 
-def with_rollout(model, grid: tuple[int, int]):
-    """The model as a module whose forward returns (logits, rollout): the graph the ONNX export traces.
-    (torch is imported here, not at the top, so the ONNX path of the Space never loads it.)"""
+def explained(model, grid: tuple[int, int]):
+    """The model as a module whose forward returns (logits, attention map, features): the graph the ONNX export
+    traces. The features are the classifier's input (for DINOv2 the class token and the mean patch token),
+    which the out-of-scope detector reads. (torch is imported here, so the ONNX path never loads it.)"""
     import torch
 
-    class LogitsAndRollout(torch.nn.Module):
+    class Explained(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = model
+            self.captured = {}
+            model.classifier.register_forward_pre_hook(lambda _, inputs: self.captured.update(features=inputs[0]))
 
         def forward(self, pixel_values):
             out = self.model(pixel_values=pixel_values, output_attentions=True)
-            return out.logits, attention_rollout(out.attentions, grid)
+            return out.logits, attention_rollout(out.attentions, grid), self.captured["features"]
 
-    return LogitsAndRollout()
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
+    return Explained()
 
 
 class ViTModel:
-    """A trained ViT: scans in, probabilities and attention maps out (see `models.base.OCTModel`)."""
+    """A trained ViT: scans in, probabilities, attention maps and out-of-scope scores out (`models.base.OCTModel`)."""
 
     kind = "vit"
     classes = CLASSES
@@ -74,6 +73,7 @@ class ViTModel:
         if labels != list(CLASSES):
             raise ModelFormatError(f"{folder}: the model's classes {labels} are not {list(CLASSES)}")
         self.processor = AutoImageProcessor.from_pretrained(folder)
+        self.calibration = Calibration.load(folder)
         size, patch = self.processor.size, self.config.patch_size
         self.grid = (size["height"] // patch, size["width"] // patch)
         onnx_file = folder / ONNX_DIR / ONNX_INT8
@@ -87,13 +87,17 @@ class ViTModel:
             if threads:
                 options.intra_op_num_threads = threads
             self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+            if [o.name for o in self.session.get_outputs()] != list(ONNX_OUTPUTS):
+                raise ModelFormatError(
+                    f"{onnx_file} was exported by an older version: export it again with python -m train.export_onnx"
+                )
         else:
             import torch
             from transformers import AutoModelForImageClassification
 
             if threads:
                 torch.set_num_threads(threads)
-            self.model = with_rollout(
+            self.model = explained(
                 AutoModelForImageClassification.from_pretrained(
                     folder, attn_implementation="eager", use_safetensors=True
                 ),
@@ -105,27 +109,35 @@ class ViTModel:
         images = [to_image(read_scan(s).gray) for s in scans]
         return self.processor(images=images, return_tensors="np")["pixel_values"].astype(np.float32)
 
-    def forward(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, rollout heatmaps) for preprocessed pixels."""
+    def forward(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(logits, attention maps, features) for preprocessed pixels."""
         if self.backend == "onnx":
             # One scan per run: dynamic int8 scales activations per tensor, so a batch would change each scan's result.
             runs = [
-                self.session.run(["logits", "rollout"], {"pixel_values": pixel_values[i : i + 1]})
+                self.session.run(list(ONNX_OUTPUTS), {"pixel_values": pixel_values[i : i + 1]})
                 for i in range(len(pixel_values))
             ]
-            return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
+            return tuple(np.concatenate([r[k] for r in runs]) for k in range(3))
         import torch
 
         with torch.no_grad():
-            logits, heat = self.model(torch.from_numpy(pixel_values))
-        return logits.numpy(), heat.numpy()
+            return tuple(t.float().numpy() for t in self.model(torch.from_numpy(pixel_values)))
+
+    def embed(self, scans: Sequence[ScanInput]) -> tuple[np.ndarray, np.ndarray]:
+        logits, _, features = self.forward(self.pixels(scans))
+        return logits, features
+
+    def classify(self, scans: Sequence[ScanInput]) -> Classification:
+        return Classification.of(*self.embed(scans), self.calibration)
 
     def predict_proba(self, scans: Sequence[ScanInput]) -> np.ndarray:
-        return softmax(self.forward(self.pixels(scans))[0])
+        return self.classify(scans).proba
 
     def analyse(self, scan: ScanInput, explain: bool = True) -> Prediction:
-        logits, heat = self.forward(self.pixels([scan]))
-        return Prediction(softmax(logits)[0], {"attention": heat[0]} if explain else {})
+        logits, heat, features = self.forward(self.pixels([scan]))
+        return Classification.of(logits, features, self.calibration).prediction(
+            0, {"attention": heat[0]} if explain else None
+        )
 
     def explain(self, scan: ScanInput) -> dict[str, np.ndarray]:
         return self.analyse(scan).maps

@@ -105,6 +105,28 @@ def discover(root: str | Path) -> list[Scan]:
     return scans
 
 
+def discover_out_of_scope(root: str | Path) -> list[Path]:
+    """Image files in the data folder's subfolders that are not class folders (and, in the split layout, in
+    those of test/): scans of anything the models were not taught, for measuring what they flag."""
+    root = Path(root).resolve()
+    parents = [root / "test"] if detect_layout(root) == "split" else [root]
+    folders = [
+        f
+        for parent in parents
+        for f in sorted(parent.iterdir())
+        if f.is_dir()
+        and f.name.upper() not in CLASSES
+        and f.name not in OFFICIAL_SPLITS
+        and not f.name.startswith(".")
+    ]
+    return [
+        p
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    ]
+
+
 def targets(scans: list[Scan]) -> tuple[np.ndarray, np.ndarray]:
     """Class ids and patient ids, the two arrays every grouped split and metric needs."""
     return np.array([s.label_id for s in scans]), np.array([s.patient_id for s in scans])

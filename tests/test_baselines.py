@@ -76,14 +76,8 @@ def test_nystroem_solver_for_large_data_trains_and_reloads(trained, tmp_path, sa
 
 def test_trained_folder_reloads_with_identical_predictions(trained, sample):
     out, _ = trained
-    assert {p.name for p in out.iterdir()} == {
-        "model.skops",
-        "config.json",
-        "metrics.json",
-        "README.md",
-        "split.json",
-        "training.json",
-    }
+    made = "model.skops config.json metrics.json README.md split.json training.json calibration.json"
+    assert {p.name for p in out.iterdir()} == {*made.split(), "out_of_scope.safetensors"}
     scans = sorted((sample / "CNV").glob("*.jpeg"))[:4] + sorted((sample / "NORMAL").glob("*.jpeg"))[:4]
     first, second = load_model(out), load_model(str(out))
     assert first.kind == "classical" and first.name == "HOG+LBP SVM"

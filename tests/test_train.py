@@ -1,6 +1,7 @@
 """The ViT trainer on real scans with a tiny randomly initialised DINOv2: train, kill, resume, reload, export."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -91,10 +92,10 @@ def test_the_model_sees_the_same_pixels_in_training_and_in_the_space(trained, sm
 
     from octcore.data import discover
     from space.engine import read_bytes
-    from train.data import ScanDataset
+    from train.data import scan_dataset
 
     scans = discover(small_data)[:3]
-    training = ScanDataset(scans, AutoImageProcessor.from_pretrained(trained))
+    training, _ = scan_dataset(scans, AutoImageProcessor.from_pretrained(trained))
     vit = load_model(trained, backend="torch")
     for i, scan in enumerate(scans):
         (frame,) = read_bytes(scan.path.read_bytes(), scan.path.name)
@@ -274,3 +275,52 @@ def test_push_dry_run_lists_the_files_and_contacts_nothing(trained, small_data, 
     assert "onnx/model_int8.onnx" in listed and "model.safetensors" in listed and "README.md" in listed
     assert (folder / "README.md").read_text() == before  # a dry run changes nothing
     assert push.main([str(tmp_path / "nothing"), "--repo-id", "someone/x", "--dry-run"]) == 2
+
+
+def test_two_processes_evaluate_every_scan_once_and_train_like_one(trained, small_data, tiny_base, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): every validation epoch and the test evaluation
+    gather each scan exactly once, and the model ends as good as the one-process run within noise."""
+    from octcore.data import discover, load_split
+    from train.tracking import read_log
+
+    out = tmp_path / "two"
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    command = train_command(small_data, tiny_base, out)
+    command[command.index("--batch-size") + 1] = "4"  # per process: the same 8 scans per step as one process
+    result = subprocess.run(
+        [*launch, *command[2:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "ACCELERATE_USE_CPU": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    split = load_split(out / "split.json", discover(small_data))
+    epochs = [r for r in read_log(out / "logs" / "metrics.jsonl") if "val/n_scans" in r]
+    assert [r["val/n_scans"] for r in epochs] == [split.count("val")] * 3
+    two, one = (json.loads((folder / "metrics.json").read_text()) for folder in (out, trained))
+    assert two["n_images"] == split.count("test") == one["n_images"]
+    assert json.loads((out / "training.json").read_text())["details"]["processes"] == 2
+    assert abs(two["accuracy"] - one["accuracy"]) <= 0.35  # a tiny random model on 13 test scans: noise only
+
+
+def test_launched_processes_that_form_no_group_are_refused(small_data, tiny_base, tmp_path):
+    command = train_command(small_data, tiny_base, tmp_path / "x")
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "WORLD_SIZE": "2"}
+    )
+    assert result.returncode == 2 and "did not form one group" in result.stderr

@@ -17,6 +17,7 @@ checkpoint can be loaded (exit 0, or 3 with the reason).
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,14 +29,16 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForImageClassification, get_cosine_schedule_with_warmup
 
+from models.base import Classification
 from models.card import TRAINING_FILE, render_card
 from models.push import push_model
+from models.scope import fit_calibration, softmax, test_summary
 from octcore.data import DataError, describe_data, discover, select, split_scans
 from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
 from octcore.plots import save_training_curves
-from train.data import ScanDataset, input_size, make_processor
+from train.data import input_size, make_processor, scan_dataset
 from train.export_onnx import export_and_check
 from train.loop import (
     Progress,
@@ -46,6 +49,7 @@ from train.loop import (
     save_best,
     save_checkpoint,
     save_model_folder,
+    time_data_loading,
 )
 from train.tracking import JSONLinesTracker, read_log
 
@@ -78,9 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--weight-decay", type=float, default=0.05)
     add(
         "--mixed-precision",
-        choices=("no", "fp16", "bf16"),
-        default=None,
-        help="default: whatever `accelerate config` says",
+        choices=("auto", "no", "fp16", "bf16"),
+        default="auto",
+        help="auto (default): bf16 autocast where the device has it (CPUs, recent GPUs), else none",
     )
     add("--checkpoint-every", type=int, default=0, help="also checkpoint every N optimizer steps")
     add("--workers", type=int, default=2, help="data-loading processes")
@@ -92,6 +96,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="stop after this many optimizer steps without writing the folder (smoke tests, throughput benchmarks)",
     )
+    add(
+        "--data-loading-only",
+        action="store_true",
+        help="only time one epoch of the training data (decode, augmentation, processor) with --workers, print it "
+        "as JSON and exit: how many workers keep a GPU fed",
+    )
     add("--push-to-hub", metavar="REPO_ID", help="export int8 ONNX, then upload the finished folder to this repo")
     add(
         "--check-base",
@@ -101,6 +111,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.check_base and not (args.data and args.out):
         parser.error("--data and --out are required")
+    if args.mixed_precision == "auto":
+        args.mixed_precision = "bf16" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "no"
     return args
 
 
@@ -131,7 +143,7 @@ def training_record(args: argparse.Namespace, scans, split: list[str], size: tup
             "frozen": f"embeddings and the lowest {args.freeze_layers} blocks frozen"
             if args.freeze_layers
             else "all layers trained",
-            "mixed_precision": args.mixed_precision or "from accelerate config",
+            "mixed_precision": args.mixed_precision,
         },
     }
 
@@ -158,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         project_dir=str(out),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:  # e.g. `accelerate launch --multi_gpu` on a machine with no GPU
+        print(
+            f"error: launched as {launched} processes, but they did not form one group ({accelerator.num_processes} "
+            "each), so each would train alone; without a GPU, set ACCELERATE_USE_CPU=1 for the launch",
+            file=sys.stderr,
+        )
+        return 2
     set_seed(args.seed)
 
     # 1. Scans and the one patient-disjoint split: the given split file's, or one made here (every scan
@@ -188,18 +208,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.freeze_layers:
         for module in [model.base_model.embeddings, *model.base_model.encoder.layer[: args.freeze_layers]]:
             module.requires_grad_(False)
+    mask_token = getattr(model.base_model.embeddings, "mask_token", None)
+    if mask_token is not None:  # used only in masked-image pretraining; DDP refuses a parameter that gets no gradient
+        mask_token.requires_grad_(False)
 
     # 3. Data: `datasets` tables of the split's scans, decoded and augmented by their transform.
-    def loader(data: ScanDataset, shuffle: bool) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
+    def loader(part: list, shuffle: bool, augment_seed: int | None = None):
+        data, transform = scan_dataset(part, processor, augment_seed)
+        batches = torch.utils.data.DataLoader(
             data, batch_size=args.batch_size, shuffle=shuffle, num_workers=args.workers, drop_last=shuffle
         )
+        return batches, transform
 
-    train_data = ScanDataset(select(scans, split.names, "train"), processor, augment_seed=args.seed)
-    train_loader = loader(train_data, True)
-    val_loader = loader(ScanDataset(select(scans, split.names, "val"), processor), False)
+    train_loader, train_transform = loader(select(scans, split.names, "train"), True, augment_seed=args.seed)
+    val_loader, _ = loader(select(scans, split.names, "val"), False)
     test_scans = select(scans, split.names, "test")
-    test_loader = loader(ScanDataset(test_scans, processor), False)
+    test_loader, _ = loader(test_scans, False)
+    if args.data_loading_only:
+        print(json.dumps(time_data_loading(train_loader, args.workers)))
+        return 0
 
     # 4. Optimizer with layer-wise decay, warm-up then cosine schedule, all prepared by Accelerate.
     optimizer = torch.optim.AdamW(param_groups(model, args.lr, args.layer_decay, args.weight_decay))
@@ -228,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     images_per_step = args.batch_size * args.grad_accum * accelerator.num_processes
     while progress.epoch < args.epochs and not (args.max_steps and progress.step >= args.max_steps):
-        train_data.epoch = progress.epoch
+        train_transform.epoch = progress.epoch  # the augmentation's seed
         train_loader.set_epoch(progress.epoch)
         done_in_epoch = (progress.step - progress.epoch * steps_per_epoch) * args.grad_accum
         batches = accelerator.skip_first_batches(train_loader, done_in_epoch) if done_in_epoch else train_loader
@@ -261,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                     break
             waited = time.perf_counter()
         else:
-            proba, labels = predict(model, val_loader, accelerator)
-            val = evaluate(labels, proba, n_boot=0)
+            logits, _, labels = predict(model, val_loader, accelerator)
+            val = evaluate(labels, softmax(logits), n_boot=0)
             progress.history.append(
                 {
                     "epoch": progress.epoch + 1,
@@ -293,27 +320,45 @@ def main(argv: list[str] | None = None) -> int:
         accelerator.end_training()
         return 0
 
-    # 7. The best epoch, scored on patients never seen in training or model selection (float32, as users
-    #    run it: not prepared, so no autocast); the folder, its card and curves; int8 export and push if asked.
+    # 7. The best epoch, in float32 as users run it (not prepared, so no autocast): its temperature and
+    #    out-of-scope detector fitted on the training (unaugmented) and validation scans, then its figures on the
+    #    test patients, never seen in training or model selection; the folder, its card and curves; push if asked.
     accelerator.wait_for_everyone()
     best = AutoModelForImageClassification.from_pretrained(checkpoints / "best", use_safetensors=True)
-    proba, labels = predict(best.to(accelerator.device), test_loader, accelerator)
+    best = best.to(accelerator.device)
+    plain_train = accelerator.prepare(loader(select(scans, split.names, "train"), False)[0])
+    parts = {
+        name: predict(best, batches, accelerator)
+        for name, batches in (("train", plain_train), ("val", val_loader), ("test", test_loader))
+    }
     if accelerator.is_main_process:
+        (_, train_features, train_labels), (val_logits, val_features, val_labels) = parts["train"], parts["val"]
+        test_logits, test_features, test_labels = parts["test"]
+        calibration = fit_calibration(
+            train_features,
+            train_labels,
+            val_logits,
+            val_features,
+            val_labels,
+            "inputs to the classifier head (class token and mean patch token)",
+        )
+        test = Classification.of(test_logits, test_features, calibration)
         patients = np.array([s.patient_id for s in test_scans])
-        metrics = evaluate(labels, proba, patients, seed=args.seed)
-        metrics["history"] = progress.history
+        metrics = evaluate(test_labels, test.proba, patients, seed=args.seed)
+        metrics.update(test_summary(calibration, test_logits, test_labels, test.flagged), history=progress.history)
         record = training_record(args, scans, split.names, size, accelerator.num_processes)
         files = {"split.json": split.text, TRAINING_FILE: json.dumps(record, indent=2)}
 
-        def curves_and_card(staging: Path) -> None:
+        def calibration_curves_and_card(staging: Path) -> None:
+            calibration.save(staging)
             save_training_curves(read_log(staging / "logs" / "metrics.jsonl"), staging / "training_curves.png")
             render_card(staging, args.push_to_hub).save(staging / "README.md")
 
-        save_model_folder(out, best, processor, metrics, files, curves_and_card)
+        save_model_folder(out, best, processor, metrics, files, calibration_curves_and_card)
         accelerator.print(
             f"test (held-out patients): accuracy {metrics['accuracy']:.3f} "
             f"{[round(v, 3) for v in metrics['ci95']['accuracy']]}, macro-F1 {metrics['macro_f1']:.3f} "
-            f"on {metrics['n_images']} scans; saved {out}"
+            f"on {metrics['n_images']} scans; temperature {calibration.temperature:.2f}; saved {out}"
         )
         if args.push_to_hub:
             if not export_and_check(out, [s.path for s in test_scans])["passed"]:

@@ -1,4 +1,4 @@
-"""Scans to model inputs for the ViT: the saved image processor, B-scan augmentation, `datasets` views.
+"""Scans to model inputs for the ViT: the saved image processor, B-scan augmentation, a `datasets` transform.
 
 Scans are decoded by `octcore.imaging.read_scan`, as `models.vit` and the Space decode them. The
 one preprocessing is the image processor saved with the model (`make_processor`): the whole
@@ -10,7 +10,6 @@ resumed run sees exactly the images an uninterrupted one would.
 
 import datasets
 import numpy as np
-import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, BitImageProcessorPil
 
@@ -60,20 +59,35 @@ def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0, 1)
 
 
-class ScanDataset(torch.utils.data.Dataset):
-    """Scans from a `datasets.Dataset` (octcore.data.to_hf_dataset) as processor tensors, augmented if asked."""
+class ScanTransform:
+    """The `datasets` transform from table rows to model inputs: decode (read_scan, the decode the Space makes
+    of an upload), augment if asked (seeded by seed, epoch and row index), then the saved processor."""
 
-    def __init__(self, scans: list[Scan], processor, augment_seed: int | None = None):
-        self.table = to_hf_dataset(scans).cast_column("image", datasets.Image(decode=False))
+    def __init__(self, processor, augment_seed: int | None = None):
         self.processor, self.augment_seed, self.epoch = processor, augment_seed, 0
 
-    def __len__(self) -> int:
-        return len(self.table)
+    def __call__(self, batch: dict) -> dict:
+        images = []
+        for image, index in zip(batch["image"], batch["index"]):
+            gray = read_scan(image["path"] or image["bytes"]).gray
+            if self.augment_seed is not None:
+                gray = augment(gray, np.random.default_rng([self.augment_seed, self.epoch, index]))
+            images.append(to_image(gray))
+        return {
+            "pixel_values": self.processor(images=images, return_tensors="pt")["pixel_values"],
+            "labels": batch["label"],
+        }
 
-    def __getitem__(self, index: int) -> dict:
-        row = self.table[index]
-        gray = read_scan(row["image"]["path"] or row["image"]["bytes"]).gray  # the decode the Space makes of an upload
-        if self.augment_seed is not None:
-            gray = augment(gray, np.random.default_rng([self.augment_seed, self.epoch, index]))
-        pixels = self.processor(images=to_image(gray), return_tensors="pt")["pixel_values"][0]
-        return {"pixel_values": pixels, "labels": row["label"]}
+
+def scan_table(scans: list[Scan]) -> datasets.Dataset:
+    """The scans as a `datasets.Dataset` (image left encoded, label, patient_id, row index) for a transform."""
+    table = to_hf_dataset(scans).cast_column("image", datasets.Image(decode=False))
+    return table.add_column("index", list(range(len(table))))
+
+
+def scan_dataset(
+    scans: list[Scan], processor, augment_seed: int | None = None
+) -> tuple[datasets.Dataset, ScanTransform]:
+    """A dataset a DataLoader reads directly, and its transform (set `.epoch` on it before each epoch)."""
+    transform = ScanTransform(processor, augment_seed)
+    return scan_table(scans).with_transform(transform), transform

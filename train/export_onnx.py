@@ -22,7 +22,7 @@ from transformers import AutoModelForImageClassification
 
 from models import load_model
 from models.timing import one_scan_latency
-from models.vit import ONNX_DIR, ONNX_FP32, ONNX_INT8, with_rollout
+from models.vit import ONNX_DIR, ONNX_FP32, ONNX_INT8, ONNX_OUTPUTS, explained
 from octcore.data import discover, load_split, select
 
 MAX_MEAN_PROB_DIFF, CONFIDENT_MARGIN, MIN_AGREEMENT = 0.02, 0.1, 0.98
@@ -30,8 +30,8 @@ REJECTED = "model_int8.rejected.onnx"  # where an export that fails the check is
 
 
 def export(folder: Path) -> Path:
-    """float32 ONNX (logits and the attention rollout; batch dimension dynamic), then dynamic int8
-    quantization of its MatMul/Gemm weights."""
+    """float32 ONNX (logits, the attention map and the features the out-of-scope detector reads; batch
+    dimension dynamic), then dynamic int8 quantization of its MatMul/Gemm weights."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = AutoModelForImageClassification.from_pretrained(
@@ -43,14 +43,14 @@ def export(folder: Path) -> Path:
     out = folder / ONNX_DIR
     out.mkdir(exist_ok=True)
     torch.onnx.export(
-        with_rollout(model, grid),
+        explained(model, grid),
         (example,),
         str(out / ONNX_FP32),
         dynamo=False,
         opset_version=17,
         input_names=["pixel_values"],
-        output_names=["logits", "rollout"],
-        dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}, "rollout": {0: "batch"}},
+        output_names=list(ONNX_OUTPUTS),
+        dynamic_axes={name: {0: "batch"} for name in ("pixel_values", *ONNX_OUTPUTS)},
     )
     quantize_dynamic(
         str(out / ONNX_FP32),

@@ -4,12 +4,15 @@ checkpoints that resume exactly, and the finished folder written whole."""
 import json
 import os
 import shutil
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from tqdm.auto import tqdm
 
 from octcore.hub import writing_folder
 
@@ -64,18 +67,41 @@ class Progress:
         return f"step_{self.step:07d}-epochs_{self.epoch:03d}"
 
 
-def predict(model, loader, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities and labels over a whole loader, gathered from every process."""
+def predict(model, loader, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, features (the classifier's input: what the out-of-scope detector reads) and labels over a whole
+    loader, gathered from every process, each scan exactly once."""
+    captured = {}
+    hook = accelerator.unwrap_model(model).classifier.register_forward_pre_hook(
+        lambda _, inputs: captured.update(features=inputs[0])
+    )
     model.eval()
-    probabilities, labels = [], []
+    logits, features, labels = [], [], []
     with torch.no_grad():
         for batch in loader:
-            logits = model(pixel_values=batch["pixel_values"]).logits.float()
-            proba, label = accelerator.gather_for_metrics((logits.softmax(-1), batch["labels"]))
-            probabilities.append(proba.cpu().numpy())
-            labels.append(label.cpu().numpy())
+            out = model(pixel_values=batch["pixel_values"]).logits.float()
+            gathered = accelerator.gather_for_metrics((out, captured["features"].float(), batch["labels"]))
+            for kept, value in zip((logits, features, labels), gathered):
+                kept.append(value.cpu().numpy())
     model.train()
-    return np.concatenate(probabilities), np.concatenate(labels)
+    hook.remove()
+    return np.concatenate(logits), np.concatenate(features), np.concatenate(labels)
+
+
+def time_data_loading(loader, workers: int) -> dict:
+    """One pass over a loader with no model: scans per second, in all and per worker process."""
+    start, scans, first = time.perf_counter(), 0, None
+    for batch in tqdm(loader, desc="data loading", unit="batch", file=sys.stderr, disable=not sys.stderr.isatty()):
+        scans += len(batch["labels"])
+        first = first or time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return {
+        "scans": scans,
+        "seconds": round(seconds, 1),
+        "first_batch_s": round(first or 0, 2),
+        "workers": workers,
+        "scans_per_s": round(scans / seconds, 1),
+        "scans_per_s_per_worker": round(scans / seconds / max(workers, 1), 1),
+    }
 
 
 def save_checkpoint(accelerator: Accelerator, folder: Path) -> None:

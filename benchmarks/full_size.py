@@ -1,0 +1,124 @@
+"""Full-size readiness: every data stage over a dataset the size of Kermany's (84,484 scans), with its
+wall time and peak memory.
+
+    python benchmarks/full_size.py DATA --base-model BASE [--workers N] [--work DIR]
+
+DATA: e.g. the tree `benchmarks/synthetic_dataset.py` builds. Stages, each its own process (the
+memory figure is the peak resident memory of that process and its workers together, sampled every
+0.2 s): the audit (every scan decoded and fingerprinted), the patient split, the classical model
+(feature extraction on all cores, then the Nystroem SVM with calibration and its out-of-scope
+detector, C and gamma given so the grid search does not multiply the fit), and one epoch of the ViT's
+training data (decode, augmentation, processor) with N loader workers and no model.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+
+def run(command: list[str]) -> tuple[float, float, str]:
+    """(seconds, peak resident MB of the process tree, stdout) of one stage."""
+    start, peak = time.perf_counter(), 0.0
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, text=True)
+        root = psutil.Process(process.pid)
+        while process.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 1e6)
+            except psutil.Error:  # a worker ended between listing and reading
+                pass
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        if process.returncode:
+            raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read()[-3000:]}")
+        out.seek(0)
+        return seconds, peak, out.read()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data")
+    parser.add_argument("--base-model", required=True, help="for the ViT's image processor (a folder or Hub id)")
+    parser.add_argument("--workers", type=int, default=psutil.cpu_count(), help="ViT data-loading processes")
+    parser.add_argument("--work", default=tempfile.mkdtemp(prefix="full-size-"), help="where outputs go")
+    args = parser.parse_args()
+    work, python = Path(args.work), sys.executable
+    split = work / "split.json"
+    stages = [
+        ("audit", [python, "-m", "octcore.audit", args.data, "--json"]),
+        ("split", [python, "-m", "octcore.split", args.data, "--out", str(split)]),
+        (
+            "classical: features, Nystroem SVM, calibration",
+            [
+                python,
+                "-m",
+                "baselines.train",
+                "--data",
+                args.data,
+                "--split-file",
+                str(split),
+                "--out",
+                str(work / "hog-lbp-svm"),
+                "--cache-dir",
+                str(work / "cache"),
+                "--C",
+                "10",
+                "--gamma-scale",
+                "0.5",
+            ],
+        ),
+        (
+            f"ViT: one epoch of training data, {args.workers} workers",
+            [
+                python,
+                "-m",
+                "train",
+                "--data",
+                args.data,
+                "--split-file",
+                str(split),
+                "--base-model",
+                args.base_model,
+                "--out",
+                str(work / "vit"),
+                "--workers",
+                str(args.workers),
+                "--batch-size",
+                "64",
+                "--data-loading-only",
+            ],
+        ),
+    ]
+    print(f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / 1e9:.0f} GB memory; work in {work}")
+    print(f"{'stage':55s} {'time':>10s} {'peak memory':>12s}")
+    for name, command in stages:
+        seconds, peak, output = run(command)
+        print(f"{name:55s} {seconds / 60:8.1f} min {peak:9.0f} MB", flush=True)
+        if name == "audit":
+            report = json.loads(output)
+            print(
+                f"    {report['n_images']:,} scans, {report['n_patients']:,} patients, "
+                f"{len(report['unreadable_files'])} unreadable"
+            )
+        elif name.startswith("classical"):
+            print(
+                "    "
+                + "\n    ".join(line for line in output.splitlines() if line.startswith(("features", "fit", "test")))
+            )
+        elif name.startswith("ViT"):
+            loading = json.loads(output.strip().splitlines()[-1])
+            print(
+                f"    {loading['scans']:,} scans at {loading['scans_per_s']} scans/s "
+                f"({loading['scans_per_s_per_worker']} per worker); first batch after {loading['first_batch_s']} s"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""How well each model flags what it was not taught: a class left out of training (near), and images that
+are not OCT B-scans at all (far).
+
+    python benchmarks/out_of_scope.py --data DATA --split-file SPLIT --out DIR --base-model BASE
+        [--left-out DRUSEN DME] [--models vit classical] [--vit MODEL --classical MODEL]
+
+Near: for each left-out class, both models are trained by their default commands on the split's train
+part without that class (their detectors fitted and thresholded on train and validation without it),
+then `python -m compare` scores the other classes' test scans as in scope and the left-out class's
+validation and test scans as out of scope. Far: the given models (trained on all four classes) are
+scored on the split's test scans and on `benchmarks/non_oct.py`'s images. Prints one table; every
+report stays in DIR.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from octcore.data import discover, load_split
+from octcore.labels import CLASSES
+
+
+def run(command: list[str], log: Path) -> None:
+    with log.open("w") as handle:
+        if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode:
+            raise SystemExit(f"{' '.join(command[:3])} failed; see {log}")
+
+
+def linked_folder(folder: Path, files: dict[str, list[Path]]) -> Path:
+    """A data folder of symbolic links: subfolder name -> files."""
+    for name, paths in files.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            target = folder / name / path.name
+            if not target.exists():
+                target.symlink_to(path.resolve())
+    return folder
+
+
+def compare(data: Path, split_file: str, models: list[Path], out: Path) -> dict:
+    command = [sys.executable, "-m", "compare", "--data", str(data), "--split-file", split_file, "--out", str(out)]
+    run(command + [arg for m in models for arg in ("--model", str(m))], out.with_suffix(".log"))
+    return json.loads((out / "metrics.json").read_text())["models"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split-file", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--base-model", help="the ViT's base checkpoint (for the left-out-class runs)")
+    parser.add_argument("--left-out", nargs="*", default=["DRUSEN", "DME"], choices=CLASSES)
+    parser.add_argument("--models", nargs="+", default=["vit", "classical"], choices=["vit", "classical"])
+    parser.add_argument("--vit", help="a ViT trained on all four classes (for the far test)")
+    parser.add_argument("--classical", help="a classical model trained on all four classes (for the far test)")
+    parser.add_argument("--workers", type=int, default=2, help="the ViT's data-loading processes")
+    parser.add_argument("--recipe", help="recipe.json of benchmarks/vit_recipe.py: its options join the ViT's command")
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    scans = discover(args.data)
+    split = load_split(args.split_file, scans)
+    rows = []
+    options = json.loads(Path(args.recipe).read_text())["options"] if args.recipe else []
+
+    # Near: one class left out of training.
+    for left in args.left_out:
+        folder = out / f"without-{left}"
+        kept = {c: [s.path for s in scans if s.label == c] for c in CLASSES if c != left}
+        held = [s.path for s, t in zip(scans, split) if s.label == left and t in ("val", "test")]
+        data = linked_folder(folder / "data", {**kept, f"left-out-{left}": held})
+        trained = []
+        if "vit" in args.models:
+            trained.append(folder / "vit")
+            if not (trained[-1] / "metrics.json").is_file():
+                run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "train",
+                        "--data",
+                        str(data),
+                        "--split-file",
+                        args.split_file,
+                        "--base-model",
+                        args.base_model,
+                        "--out",
+                        str(trained[-1]),
+                        "--workers",
+                        str(args.workers),
+                        *options,
+                    ],
+                    folder / "vit.log",
+                )
+        if "classical" in args.models:
+            trained.append(folder / "hog-lbp-svm")
+            if not (trained[-1] / "metrics.json").is_file():
+                run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "baselines.train",
+                        "--data",
+                        str(data),
+                        "--split-file",
+                        args.split_file,
+                        "--out",
+                        str(trained[-1]),
+                        "--cache-dir",
+                        str(out / "cache"),
+                    ],
+                    folder / "classical.log",
+                )
+        for name, figures in compare(data, args.split_file, trained, folder / "report").items():
+            rows.append((f"{left} left out ({len(held)} scans)", name, figures["out_of_scope"]))
+
+    # Far: images that are not OCT B-scans, against the models trained on all four classes.
+    given = [Path(m) for m in (args.vit, args.classical) if m]
+    if given:
+        images = out / "non-oct"
+        if not images.is_dir():
+            run([sys.executable, str(Path(__file__).parent / "non_oct.py"), "--out", str(images)], out / "non-oct.log")
+        data = linked_folder(
+            out / "far-data",
+            {**{c: [s.path for s in scans if s.label == c] for c in CLASSES}, "not-oct": sorted(images.iterdir())},
+        )
+        for name, figures in compare(data, args.split_file, given, out / "far-report").items():
+            rows.append((f"not OCT ({len(list(images.iterdir()))} images)", name, figures["out_of_scope"]))
+
+    print(f"{'out of scope':28s} {'model':24s} {'AUROC':>6s} {'in-scope flagged':>17s} {'out-of-scope flagged':>21s}")
+    for what, name, scope in rows:
+        if scope is None:
+            print(f"{what:28s} {name:24s} (no out-of-scope detector saved)")
+            continue
+        print(
+            f"{what:28s} {name:24s} {scope['auroc']:6.3f} {scope['in_scope_flagged']:17.1%} "
+            f"{scope['out_of_scope_flagged']:21.1%}"
+        )
+
+
+if __name__ == "__main__":
+    main()

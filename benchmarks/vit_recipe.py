@@ -1,0 +1,117 @@
+"""Choose the ViT's training recipe on validation data only, then report it over seeds on the test split.
+
+    python benchmarks/vit_recipe.py --data DATA --base-model BASE --split-file SPLIT --out DIR
+        [--seeds 2] [--report-seeds 3] [--parallel 1] [--workers 2]
+
+Each candidate recipe (CANDIDATES: options of `python -m train` beside its defaults) is trained with
+--seeds seeds on the split's train part; its score is the mean, over seeds, of the best validation
+macro-F1 of the run (the epoch the trainer keeps). The best candidate is the recipe; ties go to the
+earlier (cheaper) one. Only then are its test figures read, for --report-seeds seeds (more runs if
+needed), and printed as mean and standard deviation with each seed's 95% CI. Runs go to DIR/<name>-
+seed<N>; a run whose folder is complete is not trained again. --parallel trains that many at once
+(on a GPU, several small runs share it well).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+# Name -> options given to `python -m train` on top of its defaults. The first is the defaults themselves.
+CANDIDATES = {
+    "defaults": [],
+    "layer-decay-0.65": ["--layer-decay", "0.65"],
+    "layer-decay-0.85": ["--layer-decay", "0.85"],
+    "lr-2e-4": ["--lr", "2e-4"],
+    "epochs-12": ["--epochs", "12"],
+}
+
+
+def train(name: str, seed: int, args: argparse.Namespace) -> Path:
+    out = Path(args.out) / f"{name}-seed{seed}"
+    if (out / "metrics.json").is_file():
+        return out
+    command = [
+        sys.executable,
+        "-m",
+        "train",
+        "--data",
+        args.data,
+        "--base-model",
+        args.base_model,
+        "--split-file",
+        args.split_file,
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+        "--workers",
+        str(args.workers),
+        *CANDIDATES[name],
+    ]
+    log = Path(args.out) / f"{name}-seed{seed}.log"
+    with log.open("w") as handle:
+        if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode:
+            raise SystemExit(f"training {name} seed {seed} failed; see {log}")
+    return out
+
+
+def run_all(jobs: list[tuple[str, int]], args: argparse.Namespace) -> dict[tuple[str, int], dict]:
+    with ThreadPoolExecutor(args.parallel) as pool:
+        folders = list(pool.map(lambda job: train(*job, args), jobs))
+    return {job: json.loads((folder / "metrics.json").read_text()) for job, folder in zip(jobs, folders)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--base-model", required=True)
+    parser.add_argument("--split-file", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per candidate for the choice")
+    parser.add_argument("--report-seeds", type=int, default=3, help="seeds of the chosen recipe on the test split")
+    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="data-loading processes per run")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+
+    # 1. Every candidate with --seeds seeds; scored on validation alone.
+    runs = run_all([(name, seed) for name in CANDIDATES for seed in range(args.seeds)], args)
+    validation = {
+        name: [max(h["val_macro_f1"] for h in runs[(name, seed)]["history"]) for seed in range(args.seeds)]
+        for name in CANDIDATES
+    }
+    print("candidate            validation macro-F1 per seed      mean")
+    for name, scores in validation.items():
+        print(f"{name:20s} {' '.join(f'{s:.3f}' for s in scores):32s} {np.mean(scores):.3f}")
+    chosen = max(
+        CANDIDATES, key=lambda name: (round(float(np.mean(validation[name])), 4), -list(CANDIDATES).index(name))
+    )
+    print(f"chosen on validation: {chosen} ({' '.join(CANDIDATES[chosen]) or 'the trainer defaults'})")
+
+    # 2. Only now the chosen recipe's test figures, over --report-seeds seeds.
+    runs.update(run_all([(chosen, seed) for seed in range(args.report_seeds)], args))
+    tests = [runs[(chosen, seed)] for seed in range(args.report_seeds)]
+    report = {"chosen": chosen, "options": CANDIDATES[chosen], "validation": validation, "test": {}}
+    for key in ("accuracy", "macro_f1"):
+        values = np.array([t[key] for t in tests])
+        report["test"][key] = {
+            "mean": float(values.mean()),
+            "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "per_seed": [float(v) for v in values],
+            "ci95_per_seed": [t["ci95"][key] for t in tests],
+        }
+        intervals = [t["ci95"][key] for t in tests]
+        seeds = ", ".join(f"{v:.3f} [{lo:.3f}-{hi:.3f}]" for v, (lo, hi) in zip(values, intervals))
+        sd = report["test"][key]["sd"]
+        print(f"test {key}: mean {values.mean():.3f}, SD {sd:.3f} over {len(values)} seeds ({seeds})")
+    report["test"]["n_images"] = tests[0]["n_images"]
+    (Path(args.out) / "recipe.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""What a model may not judge, and how sure it may be: an out-of-scope detector and a temperature.
+
+Both are fitted by the trainers after training, on the model's own features and logits (never on
+the test split), saved in the model folder (calibration.json, out_of_scope.safetensors) and applied
+by the loaded model to every prediction, so the Space, the batch CSV and `compare` see the same.
+
+- Out of scope (Lee et al. 2018): the model's features are projected on their first principal
+  components (fitted on the training split); a scan's score is its smallest Mahalanobis distance to
+  a class mean (tied covariance). Scans far from every class the model was taught, a condition it
+  never saw or an image that is not an OCT B-scan, score high. The threshold accepts a chosen share
+  (95%) of the validation split's scans.
+- Temperature scaling (Guo et al. 2017): probabilities = softmax(logits / T), with T fitted on the
+  validation split by minimising the negative log-likelihood; T > 1 softens an over-confident model.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+CALIBRATION_FILE, SCOPE_FILE = "calibration.json", "out_of_scope.safetensors"
+ACCEPT = 0.95  # share of in-scope validation scans the threshold accepts
+COMPONENTS = 64  # principal components the distance is measured in
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of the labels (searched on log T)."""
+    labels = np.asarray(labels, dtype=int)
+
+    def nll(log_t: float) -> float:
+        return -float(np.log(softmax(logits, np.exp(log_t))[np.arange(len(labels)), labels] + 1e-12).mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+
+
+@dataclass
+class OutOfScope:
+    """Mahalanobis distance to the nearest class mean, in a principal-component space of the features."""
+
+    mean: np.ndarray  # (d,) feature mean of the training split
+    components: np.ndarray  # (k, d) principal axes
+    class_means: np.ndarray  # (classes, k)
+    precision: np.ndarray  # (k, k) inverse of the tied class covariance
+    threshold: float = float("inf")
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """(n,) distances; higher means further from everything the model was taught."""
+        z = (np.asarray(features, dtype=np.float64) - self.mean) @ self.components.T
+        gaps = z[:, None, :] - self.class_means[None]
+        return np.sqrt(np.einsum("ncj,jk,nck->nc", gaps, self.precision, gaps).min(axis=1))
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, components: int = COMPONENTS) -> "OutOfScope":
+        features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
+        mean = features.mean(axis=0)
+        _, _, axes = np.linalg.svd(features - mean, full_matrices=False)
+        axes = axes[: min(components, len(features) - 1, features.shape[1])]
+        z = (features - mean) @ axes.T
+        classes = np.unique(labels)
+        class_means = np.stack([z[labels == c].mean(axis=0) for c in classes])
+        centred = z - class_means[np.searchsorted(classes, labels)]
+        covariance = centred.T @ centred / len(z) + 1e-6 * np.eye(z.shape[1])
+        return cls(mean, axes, class_means, np.linalg.inv(covariance))
+
+    def with_threshold(self, in_scope_features: np.ndarray, accept: float = ACCEPT) -> "OutOfScope":
+        self.threshold = float(np.quantile(self.score(in_scope_features), accept))
+        return self
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "mean": self.mean,
+            "components": self.components,
+            "class_means": self.class_means,
+            "precision": self.precision,
+        }
+
+
+@dataclass
+class Calibration:
+    """What a model folder says about trusting its answers; a model without one is used as it is."""
+
+    temperature: float = 1.0
+    out_of_scope: OutOfScope | None = None
+    report: dict = field(default_factory=dict)  # how both were fitted, and their figures on validation
+
+    def save(self, folder: Path) -> None:
+        from safetensors.numpy import save_file
+
+        record = {"temperature": self.temperature, **self.report}
+        if self.out_of_scope is not None:
+            record["out_of_scope"] = {**record.get("out_of_scope", {}), "threshold": self.out_of_scope.threshold}
+            save_file(self.out_of_scope.arrays(), folder / SCOPE_FILE)
+        (folder / CALIBRATION_FILE).write_text(json.dumps(record, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> "Calibration":
+        path = folder / CALIBRATION_FILE
+        if not path.is_file():
+            return cls()
+        record = json.loads(path.read_text())
+        scope = None
+        if (folder / SCOPE_FILE).is_file() and "out_of_scope" in record:
+            from safetensors.numpy import load_file
+
+            arrays = {k: v.astype(np.float64) for k, v in load_file(folder / SCOPE_FILE).items()}
+            scope = OutOfScope(**arrays, threshold=float(record["out_of_scope"]["threshold"]))
+        return cls(float(record["temperature"]), scope, {k: v for k, v in record.items() if k != "temperature"})
+
+
+def fit_calibration(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_logits: np.ndarray,
+    val_features: np.ndarray,
+    val_labels: np.ndarray,
+    features_name: str,
+) -> Calibration:
+    """Temperature and out-of-scope detector from the training and validation splits, with their report."""
+    from octcore.metrics import expected_calibration_error
+
+    temperature = fit_temperature(val_logits, val_labels)
+    scope = OutOfScope.fit(train_features, train_labels).with_threshold(val_features)
+    report = {
+        "fitted_on": {
+            "temperature": f"validation split ({len(val_labels)} scans)",
+            "out_of_scope": f"training split ({len(train_labels)} scans), threshold on validation",
+        },
+        "ece_validation": {
+            "before": expected_calibration_error(val_labels, softmax(val_logits)),
+            "after": expected_calibration_error(val_labels, softmax(val_logits, temperature)),
+        },
+        "out_of_scope": {
+            "method": "Mahalanobis distance to the nearest class mean",
+            "features": features_name,
+            "components": int(scope.components.shape[0]),
+            "accept": ACCEPT,
+        },
+    }
+    return Calibration(temperature, scope, report)
+
+
+def test_summary(calibration: Calibration, logits: np.ndarray, labels: np.ndarray, flagged: np.ndarray) -> dict:
+    """metrics.json's record of calibration and out-of-scope flags on the test split (all in scope)."""
+    from octcore.metrics import expected_calibration_error
+
+    return {
+        "calibration": {
+            "temperature": calibration.temperature,
+            "ece_before": expected_calibration_error(labels, softmax(logits)),
+            "ece_after": expected_calibration_error(labels, softmax(logits, calibration.temperature)),
+        },
+        "out_of_scope": {"in_scope_flagged": float(np.mean(flagged))} if calibration.out_of_scope else None,
+    }

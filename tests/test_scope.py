@@ -1,0 +1,58 @@
+"""Calibration and out-of-scope detection: fitted as the trainers fit them, saved and loaded with a model."""
+
+import numpy as np
+
+from models.scope import ACCEPT, Calibration, OutOfScope, fit_temperature, softmax
+
+
+def test_the_fitted_temperature_undoes_a_known_overconfidence():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 4))
+    labels = np.array([rng.choice(4, p=p) for p in softmax(logits, 2.5)])  # the truth is 2.5 times softer
+    assert abs(fit_temperature(logits, labels) - 2.5) < 0.2
+    assert abs(fit_temperature(logits / 2.5, labels) - 1.0) < 0.1  # an already calibrated model keeps T near 1
+
+
+def test_scans_far_from_every_class_are_flagged_and_the_threshold_accepts_its_share():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(0, 5, size=(4, 32))
+    labels = np.repeat(np.arange(4), 200)
+    train = centres[labels] + rng.normal(size=(800, 32))
+    validation = centres[labels[::4]] + rng.normal(size=(200, 32))
+    scope = OutOfScope.fit(train, labels, components=16).with_threshold(validation)
+    assert abs(np.mean(scope.score(validation) <= scope.threshold) - ACCEPT) < 0.01
+    far = rng.normal(0, 5, size=(100, 32)) + 20
+    assert np.mean(scope.score(far) > scope.threshold) == 1.0
+    new_inliers = centres[labels[1::4]] + rng.normal(size=(200, 32))
+    assert np.mean(scope.score(new_inliers) > scope.threshold) < 0.12
+
+
+def test_calibration_is_saved_and_loaded_with_the_model(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(4), 50)
+    features = rng.normal(size=(200, 8)) + labels[:, None]
+    scope = OutOfScope.fit(features, labels).with_threshold(features)
+    Calibration(1.7, scope, {"note": "test"}).save(tmp_path)
+    loaded = Calibration.load(tmp_path)
+    assert loaded.temperature == 1.7 and loaded.report["note"] == "test"
+    np.testing.assert_array_equal(loaded.out_of_scope.score(features), scope.score(features))
+    assert Calibration.load(tmp_path / "elsewhere").temperature == 1.0  # a folder without one: used as it is
+
+
+def test_a_trained_model_applies_its_saved_calibration(small_baseline, sample):
+    """The small fixture model has none: its probabilities are the estimator's; with a calibration saved
+    beside it, the loaded model applies the temperature and scores every scan."""
+    import shutil
+
+    from models import load_model
+
+    folder = small_baseline.parent / "calibrated"
+    shutil.copytree(small_baseline, folder, dirs_exist_ok=True)
+    scans = sorted(sample.glob("*/*.jpeg"))[::8]
+    plain = load_model(folder)
+    logits, features = plain.embed(scans)
+    assert plain.classify(scans).out_of_scope is None
+    Calibration(2.0, OutOfScope.fit(features, np.arange(len(scans)) % 4).with_threshold(features)).save(folder)
+    calibrated = load_model(folder).classify(scans)
+    np.testing.assert_allclose(calibrated.proba, softmax(logits, 2.0))
+    assert calibrated.out_of_scope.shape == (len(scans),) and calibrated.flagged.sum() <= 2  # 5% of 24, rounded up
