@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_images": len(scans),
         "n_patients": len(set(patients)),
         "n_out_of_scope": len(outside),
+        "data": args.data,
         "scans": source,
         "classes": list(CLASSES),
         "models": results,

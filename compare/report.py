@@ -73,8 +73,8 @@ def _interval(metrics: dict, key: str) -> str:
     return f"{metrics[key]:.3f} ({low:.3f}-{high:.3f})"
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -94,7 +94,13 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         for name, m in models.items()
     ]
     per_class = [
-        [name, *(f"{m['per_class'][c]['sensitivity']:.2f} / {m['per_class'][c]['specificity']:.2f}" for c in CLASSES)]
+        [
+            name,
+            *(
+                f"{_fmt(m['per_class'][c]['sensitivity'], 2)} / {_fmt(m['per_class'][c]['specificity'], 2)}"
+                for c in CLASSES
+            ),
+        ]
         for name, m in models.items()
     ]
     paired = [

@@ -87,7 +87,7 @@ def prediction_rows(label: str, scans: list, out_of_scope: list[Path], root: Pat
     rows = []
     parts = [([(s.key, s.label) for s in scans], scored.in_scope)]
     if scored.out_of_scope is not None:
-        keys = [(p.resolve().relative_to(root).as_posix(), f"out of scope ({p.parent.name})") for p in out_of_scope]
+        keys = [(p.relative_to(root).as_posix(), f"out of scope ({p.parent.name})") for p in out_of_scope]
         parts.append((keys, scored.out_of_scope))
     for keys, classified in parts:
         for i, (key, truth) in enumerate(keys):

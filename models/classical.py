@@ -40,7 +40,9 @@ TRUSTED_TYPES = {
 def embed(estimator, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Logits (the log of the Platt-calibrated probabilities, averaged over the two views) and the scaled
     features the out-of-scope detector reads, from (n, 2, d) feature pairs: for the trainer and the loader."""
-    return np.log(np.clip(estimator.predict_proba(features), 1e-12, 1)), estimator.scaled(features)
+    proba = np.zeros((len(features), len(CLASSES)))
+    proba[:, estimator.classes_] = estimator.predict_proba(features)  # a class absent from training: column of 0
+    return np.log(np.clip(proba, 1e-12, 1)), estimator.scaled(features)
 
 
 class ClassicalModel:

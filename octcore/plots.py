@@ -4,6 +4,7 @@ Each `draw_*` draws on a given matplotlib axis so a comparison can put several m
 `save_report_plots` writes the three standard PNGs for one model.
 """
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -100,9 +101,20 @@ def save_report_plots(out_dir: str | Path, y_true, proba, title: str = "") -> li
     return paths
 
 
+def read_training_log(path: str | Path) -> list[dict]:
+    """The metric records of a training log (OUT/logs/metrics.jsonl, written by train.tracking), not its
+    config; each step's last record only (a resumed run logs some steps twice)."""
+    records: dict[tuple, dict] = {}
+    for line in Path(path).read_text().splitlines():
+        record = json.loads(line)
+        if "step" in record:
+            records[(record["step"], tuple(sorted(k for k in record if k != "step")))] = record
+    return sorted(records.values(), key=lambda r: r["step"])
+
+
 def save_training_curves(records: list[dict], path: str | Path) -> None:
-    """training_curves.png from a training log (train.tracking.read_log): the loss per step (and its
-    running mean), and validation accuracy and macro-F1 per epoch."""
+    """training_curves.png from a training log (`read_training_log`): the loss per step (and its running
+    mean), and validation accuracy and macro-F1 per epoch."""
     steps = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
     epochs = [r for r in records if "val/macro_f1" in r]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)

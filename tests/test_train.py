@@ -136,9 +136,9 @@ def test_model_card_carries_the_measured_figures_and_follows_the_hub_rules(train
 
 
 def test_training_is_logged_to_a_tracker_and_drawn(trained):
-    from train.tracking import read_log
+    from octcore.plots import read_training_log
 
-    records = read_log(trained / "logs" / "metrics.jsonl")
+    records = read_training_log(trained / "logs" / "metrics.jsonl")
     steps = [r for r in records if "train/loss" in r]
     epochs = [r for r in records if "val/macro_f1" in r]
     assert len(epochs) == 3 and all(r["val/n_scans"] == epochs[0]["val/n_scans"] for r in epochs)
@@ -281,7 +281,7 @@ def test_two_processes_evaluate_every_scan_once_and_train_like_one(trained, smal
     """`accelerate launch` with 2 CPU processes (gloo): every validation epoch and the test evaluation
     gather each scan exactly once, and the model ends as good as the one-process run within noise."""
     from octcore.data import discover, load_split
-    from train.tracking import read_log
+    from octcore.plots import read_training_log
 
     out = tmp_path / "two"
     launch = [
@@ -310,7 +310,7 @@ def test_two_processes_evaluate_every_scan_once_and_train_like_one(trained, smal
     )
     assert result.returncode == 0, result.stderr[-3000:]
     split = load_split(out / "split.json", discover(small_data))
-    epochs = [r for r in read_log(out / "logs" / "metrics.jsonl") if "val/n_scans" in r]
+    epochs = [r for r in read_training_log(out / "logs" / "metrics.jsonl") if "val/n_scans" in r]
     assert [r["val/n_scans"] for r in epochs] == [split.count("val")] * 3
     two, one = (json.loads((folder / "metrics.json").read_text()) for folder in (out, trained))
     assert two["n_images"] == split.count("test") == one["n_images"]

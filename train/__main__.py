@@ -37,7 +37,7 @@ from octcore.data import DataError, describe_data, discover, select, split_scans
 from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate
-from octcore.plots import save_training_curves
+from octcore.plots import read_training_log, save_training_curves
 from train.data import input_size, make_processor, scan_dataset
 from train.export_onnx import export_and_check
 from train.loop import (
@@ -51,7 +51,7 @@ from train.loop import (
     save_model_folder,
     time_data_loading,
 )
-from train.tracking import JSONLinesTracker, read_log
+from train.tracking import JSONLinesTracker
 
 DEFAULT_BASE = "facebook/dinov2-small"
 
@@ -99,8 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--data-loading-only",
         action="store_true",
-        help="only time one epoch of the training data (decode, augmentation, processor) with --workers, print it "
-        "as JSON and exit: how many workers keep a GPU fed",
+        help="only time one epoch of the training data (decode, augmentation, processor; its first --max-steps "
+        "batches if given) with --workers, print it as JSON and exit: how many workers keep a GPU fed",
     )
     add("--push-to-hub", metavar="REPO_ID", help="export int8 ONNX, then upload the finished folder to this repo")
     add(
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     test_scans = select(scans, split.names, "test")
     test_loader, _ = loader(test_scans, False)
     if args.data_loading_only:
-        print(json.dumps(time_data_loading(train_loader, args.workers)))
+        print(json.dumps(time_data_loading(train_loader, args.workers, args.max_steps)))
         return 0
 
     # 4. Optimizer with layer-wise decay, warm-up then cosine schedule, all prepared by Accelerate.
@@ -351,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def calibration_curves_and_card(staging: Path) -> None:
             calibration.save(staging)
-            save_training_curves(read_log(staging / "logs" / "metrics.jsonl"), staging / "training_curves.png")
+            save_training_curves(
+                read_training_log(staging / "logs" / "metrics.jsonl"), staging / "training_curves.png"
+            )
             render_card(staging, args.push_to_hub).save(staging / "README.md")
 
         save_model_folder(out, best, processor, metrics, files, calibration_curves_and_card)

@@ -87,12 +87,15 @@ def predict(model, loader, accelerator: Accelerator) -> tuple[np.ndarray, np.nda
     return np.concatenate(logits), np.concatenate(features), np.concatenate(labels)
 
 
-def time_data_loading(loader, workers: int) -> dict:
-    """One pass over a loader with no model: scans per second, in all and per worker process."""
+def time_data_loading(loader, workers: int, max_batches: int = 0) -> dict:
+    """One pass over a loader (or its first max_batches) with no model: scans per second, in all and per
+    worker process."""
     start, scans, first = time.perf_counter(), 0, None
-    for batch in tqdm(loader, desc="data loading", unit="batch", file=sys.stderr, disable=not sys.stderr.isatty()):
+    for i, batch in enumerate(tqdm(loader, desc="data loading", file=sys.stderr, disable=not sys.stderr.isatty())):
         scans += len(batch["labels"])
         first = first or time.perf_counter() - start
+        if i + 1 == max_batches:
+            break
     seconds = time.perf_counter() - start
     return {
         "scans": scans,

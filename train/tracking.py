@@ -45,13 +45,3 @@ class JSONLinesTracker(GeneralTracker):
     def _write(self, record: dict) -> None:
         self.handle.write(json.dumps(record) + "\n")
         self.handle.flush()
-
-
-def read_log(path: Path) -> list[dict]:
-    """The metric records of a log (not the config), each step's last record only (a resume repeats steps)."""
-    records: dict[tuple, dict] = {}
-    for line in Path(path).read_text().splitlines():
-        record = json.loads(line)
-        if "step" in record:
-            records[(record["step"], tuple(sorted(k for k in record if k != "step")))] = record
-    return sorted(records.values(), key=lambda r: r["step"])
