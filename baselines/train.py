@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         logits[val_idx],
         features[val_idx],
         y[val_idx],
+        "classical",
         "scaled HOG/LBP features, averaged over the scan and its mirror image",
     )
     test = Classification.of(logits[test_idx], features[test_idx], calibration)

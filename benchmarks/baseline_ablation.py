@@ -13,29 +13,34 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
-from baselines.features import FeatureSettings, hog_features, lbp_histograms, scan_features
+from baselines.features import FeatureSettings, grid_lbp, hog_features, scan_features
 from baselines.model import OCTSVMClassifier
 from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups, parallel_map, targets
 from octcore.imaging import read_scan, resize
 
+PLAIN = {"rpe_strip": False, "grid_shifts": ((0, 0),)}  # the first steps: the retina band alone, one cell grid
+
 
 def plain_224(path) -> np.ndarray:
     """The usual starting point: the whole scan squashed to 224x224, HOG + LBP, no mirror."""
-    small, settings = resize(read_scan(path).gray, (224, 224), Image.Resampling.BOX), FeatureSettings()
-    return np.concatenate([hog_features(small, settings), np.sqrt(lbp_histograms(small, settings)).ravel()])[None]
+    small, settings = resize(read_scan(path).gray, (224, 224), Image.Resampling.BOX), FeatureSettings(**PLAIN)
+    lbp = np.sqrt(grid_lbp(small, settings.lbp_grid, settings)).ravel()
+    return np.concatenate([hog_features(small, settings), lbp])[None].astype(np.float32)
 
 
-def band(path, flatten: bool, sigma: float, mirror: bool) -> np.ndarray:
-    pair = scan_features(path, FeatureSettings(flatten=flatten, sigma=sigma))
+def band(path, mirror: bool, **settings) -> np.ndarray:
+    pair = scan_features(path, FeatureSettings(**settings))
     return pair if mirror else pair[:1]
 
 
 STEPS = [
     ("whole scan resized to 224x224", plain_224),
-    ("+ padding removed, fixed band crop (no flattening)", partial(band, flatten=False, sigma=0.0, mirror=False)),
-    ("+ flattened along the fitted RPE curve", partial(band, flatten=True, sigma=0.0, mirror=False)),
-    ("+ Gaussian denoising (sigma 0.7)", partial(band, flatten=True, sigma=0.7, mirror=False)),
-    ("+ mirror image as a second view (train and predict)", partial(band, flatten=True, sigma=0.7, mirror=True)),
+    ("+ padding removed, fixed band crop (no flattening)", partial(band, False, flatten=False, sigma=0.0, **PLAIN)),
+    ("+ flattened along the fitted RPE curve", partial(band, False, sigma=0.0, **PLAIN)),
+    ("+ Gaussian denoising (sigma 0.7)", partial(band, False, **PLAIN)),
+    ("+ mirror image as a second view (train and predict)", partial(band, True, **PLAIN)),
+    ("+ RPE strip at twice the resolution", partial(band, True, grid_shifts=((0, 0),))),
+    ("+ histograms averaged over half-cell-shifted grids", partial(band, True)),
 ]
 
 

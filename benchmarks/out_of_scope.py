@@ -18,6 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from models.scope import OutOfScope
 from octcore.data import discover, load_split
 from octcore.labels import CLASSES
 
@@ -39,6 +43,27 @@ def linked_folder(folder: Path, files: dict[str, list[Path]]) -> Path:
     return folder
 
 
+def detector_choices(folder: Path, scans: list, split: list[str], left: str) -> dict[str, float]:
+    """Validation AUROC (in-scope validation scans against the left-out class's) of the out-of-scope detector
+    fitted on the training scans' features, for each setting: features at unit length or raw, and principal
+    components kept."""
+    from models import load_model
+
+    model = load_model(folder, backend="torch")
+    labels = np.array([CLASSES.index(s.label) for s in scans])
+    _, features = model.embed([s.path for s in scans])
+    part, out = np.array(split), labels == CLASSES.index(left)
+    train, inside, outside = (part == "train") & ~out, (part == "val") & ~out, (part == "val") & out
+    truth = np.r_[np.zeros(inside.sum()), np.ones(outside.sum())]
+    table = {}
+    for unit_length in (True, False):
+        for k in (16, 32, 64, 128):
+            detector = OutOfScope.fit(features[train], labels[train], k, unit_length)
+            scores = np.r_[detector.score(features[inside]), detector.score(features[outside])]
+            table[f"{'unit' if unit_length else 'raw'} {k}"] = float(roc_auc_score(truth, scores))
+    return table
+
+
 def compare(data: Path, split_file: str, models: list[Path], out: Path) -> dict:
     command = [sys.executable, "-m", "compare", "--data", str(data), "--split-file", split_file, "--out", str(out)]
     run(command + [arg for m in models for arg in ("--model", str(m))], out.with_suffix(".log"))
@@ -56,13 +81,18 @@ def main() -> None:
     parser.add_argument("--vit", help="a ViT trained on all four classes (for the far test)")
     parser.add_argument("--classical", help="a classical model trained on all four classes (for the far test)")
     parser.add_argument("--workers", type=int, default=2, help="the ViT's data-loading processes")
+    parser.add_argument(
+        "--choose",
+        action="store_true",
+        help="also print, for the left-out-class models, the validation AUROC of the detector's settings",
+    )
     parser.add_argument("--recipe", help="recipe.json of benchmarks/vit_recipe.py: its options join the ViT's command")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     scans = discover(args.data)
     split = load_split(args.split_file, scans)
-    rows = []
+    rows, choices = [], {}
     options = json.loads(Path(args.recipe).read_text())["options"] if args.recipe else []
 
     # Near: one class left out of training.
@@ -115,6 +145,18 @@ def main() -> None:
                 )
         for name, figures in compare(data, args.split_file, trained, folder / "report").items():
             rows.append((f"{left} left out ({len(held)} scans)", name, figures["out_of_scope"]))
+        if args.choose:
+            for model in trained:
+                choices.setdefault(model.name, []).append(detector_choices(model, scans, split, left))
+
+    if choices:  # the detector's settings, from validation scans alone: in scope against the left-out class
+        print("validation AUROC of the detector's settings (unit length / raw features x principal components):")
+        for name, tables in choices.items():
+            for setting in tables[0]:
+                aucs = [table[setting] for table in tables]
+                print(
+                    f"  {name:14s} {setting:10s} " + " ".join(f"{a:.3f}" for a in aucs) + f"  mean {np.mean(aucs):.3f}"
+                )
 
     # Far: images that are not OCT B-scans, against the models trained on all four classes.
     given = [Path(m) for m in (args.vit, args.classical) if m]

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-# Name -> options given to `python -m train` on top of its defaults. The first is the defaults themselves.
+# Name -> options given to `python -m train` on top of its defaults (lr 1e-4, layer decay 0.75, bf16, batch 16).
+# They differ from the recipe the trainer had before (8 epochs) by one setting each; the chosen one, 12
+# epochs, is the trainer's default since.
 CANDIDATES = {
-    "defaults": [],
-    "layer-decay-0.65": ["--layer-decay", "0.65"],
-    "layer-decay-0.85": ["--layer-decay", "0.85"],
-    "lr-2e-4": ["--lr", "2e-4"],
+    "defaults": ["--epochs", "8"],
+    "layer-decay-0.65": ["--epochs", "8", "--layer-decay", "0.65"],
+    "layer-decay-0.85": ["--epochs", "8", "--layer-decay", "0.85"],
+    "lr-2e-4": ["--epochs", "8", "--lr", "2e-4"],
     "epochs-12": ["--epochs", "12"],
 }
 

@@ -8,7 +8,9 @@ are not one of the four classes (any other name; in the split layout, inside tes
 of the models' scope: they never enter accuracy, and measure each model's out-of-scope flag. Writes
 OUT/metrics.json ({"n_images", "models": {NAME: {"accuracy", "macro_f1", "ms_per_image",
 "out_of_scope": {"auroc", "in_scope_flagged", "out_of_scope_flagged"}, ...}}}), OUT/predictions.csv
-(a row per scan and model), OUT/report.md, OUT/report.html and the plots they show.
+(a row per scan and model), OUT/report.md, OUT/report.html and the plots they show. With --explain N,
+each model's explanation map is measured on N test scans (`explanation`: deletion AUC of the map and
+of a random order, share of the map on the image border).
 """
 
 import argparse
@@ -18,6 +20,7 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
+from compare.explain import explanation_figures
 from compare.report import write_plots, write_reports
 from compare.score import PREDICTION_HEADER, mcnemar, model_figures, model_size_mb, prediction_rows, score_model
 from models import load_model
@@ -33,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="report folder")
     parser.add_argument("--split-file", help="evaluate the test scans of this split file")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--explain",
+        type=int,
+        default=40,
+        help="test scans (evenly spread) on which each model's explanation map is measured; 0: none",
+    )
     parser.add_argument(
         "--vit-backend",
         choices=("auto", "onnx", "torch"),
@@ -75,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         figures = model_figures(scored[label], y, patients)
         ms = round(scored[label].seconds / max(len(scans), 1) * 1000, 1)
         figures.update(kind=model.kind, source=name, ms_per_image=ms, size_mb=model_size_mb(model))
+        if args.explain:
+            step = max(1, len(scans) // args.explain)
+            figures["explanation"] = explanation_figures(model, [s.path for s in scans[::step][: args.explain]])
         results[label] = figures
         rows += prediction_rows(label, scans, outside, Path(args.data).resolve(), scored[label])
         scope = figures["out_of_scope"]

@@ -117,6 +117,11 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         for name, o in ((name, m["out_of_scope"]) for name, m in models.items())
         if o
     ]
+    explained = [
+        [name, e["map"], _fmt(e["deletion_auc"]), _fmt(e["random_deletion_auc"]), f"{e['border_fraction']:.1%}"]
+        for name, e in ((name, m.get("explanation")) for name, m in models.items())
+        if e
+    ]
     scope_title = f"Out of scope ({summary.get('n_out_of_scope', 0)} scans the models were not taught)"
     return [
         (
@@ -139,6 +144,11 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             scope_title,
             ["model", "AUROC (in vs out of scope)", "in-scope scans flagged", "out-of-scope scans flagged"],
             scope,
+        ),
+        (
+            "Explanation maps (deletion AUC: lower is better; a random order for comparison)",
+            ["model", "map", "deletion AUC", "random deletion AUC", "mass on the outer 5% border"],
+            explained,
         ),
     ]
 

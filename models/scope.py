@@ -4,11 +4,13 @@ Both are fitted by the trainers after training, on the model's own features and 
 the test split), saved in the model folder (calibration.json, out_of_scope.safetensors) and applied
 by the loaded model to every prediction, so the Space, the batch CSV and `compare` see the same.
 
-- Out of scope (Lee et al. 2018): the model's features are projected on their first principal
-  components (fitted on the training split); a scan's score is its smallest Mahalanobis distance to
-  a class mean (tied covariance). Scans far from every class the model was taught, a condition it
-  never saw or an image that is not an OCT B-scan, score high. The threshold accepts a chosen share
-  (95%) of the validation split's scans.
+- Out of scope (Lee et al. 2018): the model's features, scaled to unit length, are projected on their
+  first principal components (fitted on the training split); a scan's score is its smallest
+  Mahalanobis distance to a class mean (tied covariance). Scans far from every class the model was
+  taught, a condition it never saw or an image that is not an OCT B-scan, score high. The threshold
+  is the split-conformal quantile of the validation scans' scores: on average at least ACCEPT of
+  new in-scope scans pass it, however few validation scans there are. (Method, components and unit
+  length were chosen on validation scans with one class left out of training: benchmarks/out_of_scope.py.)
 - Temperature scaling (Guo et al. 2017): probabilities = softmax(logits / T), with T fitted on the
   validation split by minimising the negative log-likelihood; T > 1 softens an over-confident model.
 """
@@ -21,8 +23,10 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 CALIBRATION_FILE, SCOPE_FILE = "calibration.json", "out_of_scope.safetensors"
-ACCEPT = 0.95  # share of in-scope validation scans the threshold accepts
-COMPONENTS = 64  # principal components the distance is measured in
+ACCEPT = 0.95  # share of new in-scope scans the threshold accepts, on average
+# Principal components the distance is measured in, per kind of model: chosen on validation scans with a
+# class left out of training (benchmarks/out_of_scope.py --choose).
+COMPONENTS = {"vit": 128, "classical": 32}
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -41,6 +45,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
 
 
+def unit(features: np.ndarray) -> np.ndarray:
+    """Features scaled to unit length: the distance then measures direction, not the size of the activations."""
+    features = np.asarray(features, dtype=np.float64)
+    return features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
+
+
 @dataclass
 class OutOfScope:
     """Mahalanobis distance to the nearest class mean, in a principal-component space of the features."""
@@ -50,16 +60,22 @@ class OutOfScope:
     class_means: np.ndarray  # (classes, k)
     precision: np.ndarray  # (k, k) inverse of the tied class covariance
     threshold: float = float("inf")
+    unit_length: bool = True  # features scaled to unit length first
+
+    def _scaled(self, features: np.ndarray) -> np.ndarray:
+        return unit(features) if self.unit_length else np.asarray(features, dtype=np.float64)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """(n,) distances; higher means further from everything the model was taught."""
-        z = (np.asarray(features, dtype=np.float64) - self.mean) @ self.components.T
+        z = (self._scaled(features) - self.mean) @ self.components.T
         gaps = z[:, None, :] - self.class_means[None]
         return np.sqrt(np.einsum("ncj,jk,nck->nc", gaps, self.precision, gaps).min(axis=1))
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, components: int = COMPONENTS) -> "OutOfScope":
-        features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    def fit(
+        cls, features: np.ndarray, labels: np.ndarray, components: int = 64, unit_length: bool = True
+    ) -> "OutOfScope":
+        features, labels = (unit(features) if unit_length else np.asarray(features, np.float64)), np.asarray(labels)
         mean = features.mean(axis=0)
         _, _, axes = np.linalg.svd(features - mean, full_matrices=False)
         axes = axes[: min(components, len(features) - 1, features.shape[1])]
@@ -68,10 +84,13 @@ class OutOfScope:
         class_means = np.stack([z[labels == c].mean(axis=0) for c in classes])
         centred = z - class_means[np.searchsorted(classes, labels)]
         covariance = centred.T @ centred / len(z) + 1e-6 * np.eye(z.shape[1])
-        return cls(mean, axes, class_means, np.linalg.inv(covariance))
+        return cls(mean, axes, class_means, np.linalg.inv(covariance), unit_length=unit_length)
 
     def with_threshold(self, in_scope_features: np.ndarray, accept: float = ACCEPT) -> "OutOfScope":
-        self.threshold = float(np.quantile(self.score(in_scope_features), accept))
+        """The ceil((n + 1) * accept)-th smallest of n in-scope scores (split conformal): a new in-scope scan
+        passes with probability at least `accept` (the highest score, when n is too small to promise it)."""
+        scores = np.sort(self.score(in_scope_features))
+        self.threshold = float(scores[min(int(np.ceil((len(scores) + 1) * accept)), len(scores)) - 1])
         return self
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -96,7 +115,11 @@ class Calibration:
 
         record = {"temperature": self.temperature, **self.report}
         if self.out_of_scope is not None:
-            record["out_of_scope"] = {**record.get("out_of_scope", {}), "threshold": self.out_of_scope.threshold}
+            record["out_of_scope"] = {
+                **record.get("out_of_scope", {}),
+                "threshold": self.out_of_scope.threshold,
+                "unit_length": self.out_of_scope.unit_length,
+            }
             save_file(self.out_of_scope.arrays(), folder / SCOPE_FILE)
         (folder / CALIBRATION_FILE).write_text(json.dumps(record, indent=2))
 
@@ -111,7 +134,10 @@ class Calibration:
             from safetensors.numpy import load_file
 
             arrays = {k: v.astype(np.float64) for k, v in load_file(folder / SCOPE_FILE).items()}
-            scope = OutOfScope(**arrays, threshold=float(record["out_of_scope"]["threshold"]))
+            saved = record["out_of_scope"]
+            scope = OutOfScope(
+                **arrays, threshold=float(saved["threshold"]), unit_length=saved.get("unit_length", True)
+            )
         return cls(float(record["temperature"]), scope, {k: v for k, v in record.items() if k != "temperature"})
 
 
@@ -121,13 +147,14 @@ def fit_calibration(
     val_logits: np.ndarray,
     val_features: np.ndarray,
     val_labels: np.ndarray,
+    kind: str,
     features_name: str,
 ) -> Calibration:
     """Temperature and out-of-scope detector from the training and validation splits, with their report."""
     from octcore.metrics import expected_calibration_error
 
     temperature = fit_temperature(val_logits, val_labels)
-    scope = OutOfScope.fit(train_features, train_labels).with_threshold(val_features)
+    scope = OutOfScope.fit(train_features, train_labels, COMPONENTS[kind]).with_threshold(val_features)
     report = {
         "fitted_on": {
             "temperature": f"validation split ({len(val_labels)} scans)",

@@ -87,7 +87,7 @@ def tiny_vit(tmp_path_factory) -> Path:
     )
     Dinov2ForImageClassification(config).save_pretrained(folder)
     make_processor(str(folder), DINOV2_SIZE).save_pretrained(folder)
-    return folder
+    return calibrate(folder, "vit")
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +109,23 @@ def small_baseline(tmp_path_factory) -> Path:
     model = OCTSVMClassifier(C=10, gamma_scale=0.5).fit(X, y)
     folder = tmp_path_factory.mktemp("baseline") / "hog-lbp-svm"
     config = {"format": FORMAT, "classes": list(CLASSES), "features": settings.to_dict()}
-    return save_model_folder(folder, model, config, {})
+    return calibrate(save_model_folder(folder, model, config, {}), "classical")
+
+
+def calibrate(folder: Path, kind: str) -> Path:
+    """A temperature and an out-of-scope detector for a test model, fitted as the trainers fit them: on
+    some bundled scans' features, the threshold and temperature on others."""
+    from models import load_model
+    from models.scope import fit_calibration
+    from octcore.data import discover, targets
+
+    scans = discover(SAMPLE)
+    fit, check = scans[::3][:64], scans[1::6][:32]
+    model = load_model(folder, backend="torch")
+    (_, fit_features), (check_logits, check_features) = (model.embed([s.path for s in part]) for part in (fit, check))
+    (fit_labels, _), (check_labels, _) = targets(fit), targets(check)
+    fit_calibration(fit_features, fit_labels, check_logits, check_features, check_labels, kind, "test").save(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

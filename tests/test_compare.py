@@ -10,25 +10,22 @@ from octcore.split import main as split_main
 
 @pytest.fixture(scope="module")
 def report(tiny_vit, small_baseline, tmp_path_factory):
+    """The bundled sample with a folder of images that are not OCT scans beside its class folders."""
+    import shutil
+
+    from PIL import Image
+    from skimage import data as pictures
+
     out = tmp_path_factory.mktemp("compare")
-    assert split_main(["examples/sample", "--out", str(out / "split.json")]) == 0
-    assert (
-        main(
-            [
-                "--data",
-                "examples/sample",
-                "--split-file",
-                str(out / "split.json"),
-                "--out",
-                str(out / "report"),
-                "--model",
-                str(tiny_vit),
-                "--model",
-                str(small_baseline),
-            ]
-        )
-        == 0
-    )
+    data = out / "data"
+    shutil.copytree("examples/sample", data)
+    (data / "not-oct").mkdir()
+    for name in ("chelsea", "coffee", "page", "retina"):
+        Image.fromarray(getattr(pictures, name)()).save(data / "not-oct" / f"{name}.png")
+    assert split_main([str(data), "--out", str(out / "split.json")]) == 0
+    models = ["--model", str(tiny_vit), "--model", str(small_baseline)]
+    arguments = ["--data", str(data), "--split-file", str(out / "split.json"), "--out", str(out / "report")]
+    assert main([*arguments, *models, "--explain", "4"]) == 0
     return out / "report", json.loads((out / "split.json").read_text())
 
 
@@ -57,3 +54,29 @@ def test_report_shows_the_table_and_plots(report):
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     assert main(["--data", "examples/sample", "--out", str(tmp_path), "--model", str(tmp_path / "missing")]) == 2
     assert "cannot load model" in capsys.readouterr().err
+
+
+def test_out_of_scope_scans_never_enter_accuracy_and_are_scored(report):
+    import csv
+
+    folder, split = report
+    metrics = json.loads((folder / "metrics.json").read_text())
+    n_test = sum(split["counts"]["test"].values())
+    assert metrics["n_out_of_scope"] == 4 and metrics["n_images"] == n_test
+    for model in metrics["models"].values():
+        scope = model["out_of_scope"]
+        assert (
+            0 <= scope["auroc"] <= 1
+            and 0 <= scope["in_scope_flagged"] <= 1
+            and 0 <= scope["out_of_scope_flagged"] <= 1
+        )
+        assert model["ece_uncalibrated"] >= 0 and model["ece"] >= 0
+        explanation = model["explanation"]
+        assert explanation["n_scans"] == 4 and 0 <= explanation["border_fraction"] <= 1
+        assert explanation["deletion_auc"] >= 0 and explanation["random_deletion_auc"] >= 0
+    rows = list(csv.DictReader((folder / "predictions.csv").open()))
+    assert len(rows) == 2 * (n_test + 4)
+    outside = [r for r in rows if r["label"].startswith("out of scope")]
+    assert len(outside) == 8 and all(r["file"].startswith("not-oct/") for r in outside)
+    assert {r["flagged"] for r in rows} <= {"True", "False"} and all(float(r["out_of_scope_score"]) >= 0 for r in rows)
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in ("CNV", "DME", "DRUSEN", "NORMAL")) - 1) < 1e-3 for r in rows)

@@ -40,14 +40,15 @@ def test_calibration_is_saved_and_loaded_with_the_model(tmp_path):
 
 
 def test_a_trained_model_applies_its_saved_calibration(small_baseline, sample):
-    """The small fixture model has none: its probabilities are the estimator's; with a calibration saved
-    beside it, the loaded model applies the temperature and scores every scan."""
+    """Without calibration files a model's probabilities are its own; with a calibration saved beside it,
+    the loaded model applies the temperature and scores every scan."""
     import shutil
 
     from models import load_model
+    from models.scope import CALIBRATION_FILE, SCOPE_FILE
 
-    folder = small_baseline.parent / "calibrated"
-    shutil.copytree(small_baseline, folder, dirs_exist_ok=True)
+    folder = small_baseline.parent / "recalibrated"
+    shutil.copytree(small_baseline, folder, ignore=shutil.ignore_patterns(CALIBRATION_FILE, SCOPE_FILE))
     scans = sorted(sample.glob("*/*.jpeg"))[::8]
     plain = load_model(folder)
     logits, features = plain.embed(scans)

@@ -324,3 +324,33 @@ def test_launched_processes_that_form_no_group_are_refused(small_data, tiny_base
         command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "WORLD_SIZE": "2"}
     )
     assert result.returncode == 2 and "did not form one group" in result.stderr
+
+
+def test_the_attention_map_passes_the_model_randomisation_check(trained, small_data):
+    """Adebayo et al. (2018): the map of the same network with re-initialised weights must differ clearly from
+    the trained model's (mean Spearman rank correlation below 0.5 on the test scans), or it explains the
+    input, not the model."""
+    import torch
+    from scipy.stats import spearmanr
+    from transformers import AutoModelForImageClassification
+
+    from models.vit import class_token_attention
+    from octcore.data import discover, load_split, select
+
+    vit = load_model(trained, backend="torch")
+    network = vit.model.model
+    torch.manual_seed(0)
+    randomised = AutoModelForImageClassification.from_config(network.config, attn_implementation="eager").eval()
+    scans = discover(small_data)
+    test = select(scans, load_split(trained / "split.json", scans), "test")
+    correlations = []
+    for scan in test:
+        pixels = torch.from_numpy(vit.pixels([scan.path]))
+        with torch.no_grad():
+            maps = [
+                class_token_attention(n(pixel_values=pixels, output_attentions=True).attentions, vit.grid)[0]
+                for n in (network, randomised)
+            ]
+        correlations.append(spearmanr(maps[0].ravel(), maps[1].ravel()).statistic)
+        assert np.allclose(maps[0], vit.explain(scan.path)["attention"], atol=1e-5)  # the map the Space shows
+    assert np.mean(correlations) < 0.5, correlations
