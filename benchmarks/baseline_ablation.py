@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from baselines.features import FeatureSettings, grid_lbp, hog_features, scan_features
-from baselines.model import OCTSVMClassifier
+from baselines.model import fixed_cv_accuracy
 from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups, parallel_map, targets
 from octcore.imaging import read_scan, resize
 
@@ -52,11 +52,7 @@ def main() -> None:
     folds = grouped_kfold(scans, 5, seed=0, groups=groups)
     for name, features in STEPS:
         X = np.stack(parallel_map(features, [s.path for s in scans], name, progress=False))
-        predicted = np.zeros_like(y)
-        for train, test in folds:
-            model = OCTSVMClassifier("rbf", C=10, gamma_scale=0.5, calibration_folds=0).fit(X[train], y[train])
-            predicted[test] = model.predict(X[test])
-        print(f"{name:55s} accuracy {np.mean(predicted == y):.3f}  ({X.shape[-1]} features)", flush=True)
+        print(f"{name:55s} accuracy {fixed_cv_accuracy(X, y, folds):.3f}  ({X.shape[-1]} features)", flush=True)
 
 
 if __name__ == "__main__":

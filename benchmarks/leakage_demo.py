@@ -15,19 +15,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from baselines.cache import cached_features
 from baselines.features import FeatureSettings
-from baselines.model import OCTSVMClassifier
+from baselines.model import fixed_cv_accuracy
 from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups, targets
-
-
-def cv_accuracy(X: np.ndarray, y: np.ndarray, folds) -> float:
-    predicted = np.zeros_like(y)
-    for train, test in folds:
-        predicted[test] = (
-            OCTSVMClassifier("rbf", C=10, gamma_scale=0.5, calibration_folds=0)
-            .fit(X[train], y[train])
-            .predict(X[test])
-        )
-    return float(np.mean(predicted == y))
 
 
 def main() -> None:
@@ -44,10 +33,10 @@ def main() -> None:
         f"{len(scans)} scans of {len(set(patients))} patients; in image-level folds {shared:.0%} of test patients "
         "also have scans in training"
     )
-    print(f"image-level 5-fold CV (leaky):     accuracy {cv_accuracy(X, y, by_image):.3f}")
+    print(f"image-level 5-fold CV (leaky):     accuracy {fixed_cv_accuracy(X, y, by_image):.3f}")
     print(
         "patient-level 5-fold CV (honest):  accuracy "
-        f"{cv_accuracy(X, y, grouped_kfold(scans, 5, seed=0, groups=groups)):.3f}"
+        f"{fixed_cv_accuracy(X, y, grouped_kfold(scans, 5, seed=0, groups=groups)):.3f}"
     )
 
 

@@ -165,7 +165,7 @@ def fit_calibration(
             "after": expected_calibration_error(val_labels, softmax(val_logits, temperature)),
         },
         "out_of_scope": {
-            "method": "Mahalanobis distance to the nearest class mean",
+            "method": "Mahalanobis distance to the nearest class mean, features at unit length",
             "features": features_name,
             "components": int(scope.components.shape[0]),
             "accept": ACCEPT,

@@ -16,9 +16,7 @@ except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing t
     pass
 
 from space.engine import Models  # noqa: E402
-from space.ui import build  # noqa: E402
+from space.ui import launch  # noqa: E402
 
 if __name__ == "__main__":
-    # host/port: GRADIO_SERVER_NAME/PORT. The app keeps no per-visitor state, so Gradio need not remember
-    # 10,000 sessions (its default; ~56 kB each, and every API call is a new session).
-    build(Models()).queue(default_concurrency_limit=4, max_size=256).launch(state_session_capacity=200)
+    launch(Models())  # host and port: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT

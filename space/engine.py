@@ -1,32 +1,31 @@
-"""What the Space does with a file, without the UI: read it safely, run every model, explain, warn.
+"""What the Space does with an upload, without the UI: decode it safely, run the models, decide what can be said.
 
-Everything a user can upload ends as a list of frames (a plain image is one frame, a DICOM may hold
-many, a zip holds several files); each frame is decoded once (`octcore.imaging.read_scan`) and that
-one `ScanImage` goes to the quality check and to every loaded model. Nothing here raises on bad
-input: a file that cannot be read becomes a `Frame` with an error message.
+An upload is decoded in a worker process (space/workers.py: time budget, memory kept out of the app)
+into frames, one at a time: a plain image is one frame, a DICOM may hold many, a zip several files.
+Each frame is decoded once, and that one `ScanImage` goes to the quality check and to every model
+asked. Only what is shown is kept: the frame with the most urgent finding, and one table row per frame.
+A frame the models cannot judge (it does not look like an OCT B-scan, or a model finds it far from
+everything it was taught) is withheld: its classes are not presented as an answer. Nothing here
+raises on bad input: a file that cannot be read becomes a frame with an error message.
 """
 
-import io
 import os
 import time
-import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from models import OCTModel, Prediction, load_model
-from octcore.imaging import MAX_BYTES, ScanError, ScanImage, read_scan
-from octcore.labels import CLASSES, REFERRAL, REFERRAL_LEVEL
+from octcore.imaging import ScanImage
+from octcore.labels import CLASSES, REFERRAL, REFERRAL_LEVEL, URGENT_CLASSES
 from octcore.quality import scan_warnings
+from space.uploads import DecodedFrame, iter_upload
+from space.workers import DecodePool
 
 HERE = Path(__file__).resolve().parent
 VIT_ENV, BASELINE_ENV = "OCT_VIT_MODEL", "OCT_BASELINE_MODEL"
 DEFAULT_VIT, DEFAULT_BASELINE = HERE / "models" / "vit", HERE / "models" / "hog-lbp-svm"
 LOW_CONFIDENCE = 0.6  # top probability below this is shown as uncertain
-MAX_FRAMES = 128  # frames classified per DICOM
-MAX_ZIP_FILES = 200  # files read from one zip
-MAX_ZIP_TOTAL = 512 * 1024**2  # uncompressed bytes read from one zip (zip bombs stop here)
 
 
 @dataclass
@@ -44,6 +43,16 @@ class Answer:
     def confidence(self) -> float:
         return float(self.prediction.proba.max())
 
+    @property
+    def abnormal(self) -> float:
+        """Probability of anything but a normal retina: the binary view of OCT screening."""
+        return float(1 - self.prediction.proba[CLASSES.index("NORMAL")])
+
+    @property
+    def urgent(self) -> float:
+        """Probability of a finding that needs urgent referral (CNV or DME)."""
+        return float(sum(self.prediction.proba[CLASSES.index(c)] for c in URGENT_CLASSES))
+
 
 @dataclass
 class Frame:
@@ -52,7 +61,34 @@ class Frame:
     error: str | None = None
     results: dict[str, Answer] = field(default_factory=dict)  # by model name
     quality: list[str] = field(default_factory=list)  # why the image may not be an OCT B-scan
-    warnings: list[str] = field(default_factory=list)  # quality, then low confidence and disagreement
+
+    @property
+    def out_of_scope(self) -> list[str]:
+        """The models that find this frame far from everything they were taught."""
+        return [name for name, answer in self.results.items() if answer.prediction.flagged]
+
+    @property
+    def withheld(self) -> bool:
+        """Whether the models' classes must not be presented as an answer."""
+        return bool(self.quality or self.out_of_scope)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Everything a reader should know before trusting the answers, most serious first."""
+        notes = list(self.quality)
+        for name in self.out_of_scope:
+            notes.append(
+                f"{name}: this image is far from every scan it was trained on; it may show a condition "
+                "it does not know, or come from another kind of device."
+            )
+        notes += [
+            f"{name} is unsure (top probability {a.confidence:.0%})."
+            for name, a in self.results.items()
+            if a.confidence < LOW_CONFIDENCE
+        ]
+        if len({a.label for a in self.results.values()}) > 1:
+            notes.append("The models disagree: " + ", ".join(f"{n} says {a.label}" for n, a in self.results.items()))
+        return notes
 
 
 class Models:
@@ -66,37 +102,40 @@ class Models:
         self.vit: OCTModel | None = None
         self.classical: list[OCTModel] = []
         self.problems: list[str] = []
+        self.origins: dict[int, str] = {}  # id(model) -> the folder or Hub id it was loaded from
         vit = vit or os.environ.get(VIT_ENV) or str(DEFAULT_VIT)
         classical = classical or os.environ.get(BASELINE_ENV) or default_classical()
         sources = classical.split(",") if isinstance(classical, str) else list(classical)
         try:
             self.vit = load_model(vit)
+            self.origins[id(self.vit)] = vit
         except Exception as e:  # any failure to load is reported in the app, never fatal
             self.problems.append(
-                f"ViT not loaded from `{vit}` ({e}). Train one with "
+                f"The ViT is not loaded from `{vit}` ({e}). Train one with "
                 f"`python -m train --data DIR --out DIR` and set {VIT_ENV} to its folder or Hub id."
             )
         for source in sources:
             try:
                 self.classical.append(load_model(source.strip()))
+                self.origins[id(self.classical[-1])] = source.strip()
             except Exception as e:
                 self.problems.append(
-                    f"Classical model not loaded from `{source}` ({e}). Train one "
-                    f"with `python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}."
+                    f"A classical model is not loaded from `{source}` ({e}). Train one with "
+                    f"`python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}."
                 )
 
-    @property
-    def baseline(self) -> OCTModel | None:
-        """The classical model shown by default: the first one given."""
-        return self.classical[0] if self.classical else None
-
-    @property
-    def loaded(self) -> list[OCTModel]:
-        return [model for model in (self.vit, self.baseline) if model is not None]
+    def chosen(self, classical: str | None = None) -> list[OCTModel]:
+        """The models a request runs: the ViT, and the named classical variant (by default the first)."""
+        named = [m for m in self.classical if m.name == classical] or self.classical[:1]
+        return [m for m in (self.vit, *named) if m is not None]
 
     @property
     def names(self) -> list[str]:
-        return [model.name for model in self.loaded]
+        return [model.name for model in self.chosen()]
+
+    def sources(self) -> list[tuple[OCTModel, str]]:
+        """Every loaded model with the folder or Hub id it came from."""
+        return [(m, self.origins[id(m)]) for m in (self.vit, *self.classical) if m is not None]
 
 
 def default_classical() -> list[str]:
@@ -108,119 +147,92 @@ def default_classical() -> list[str]:
     return [str(p) for p in found] or [str(DEFAULT_BASELINE)]
 
 
-def _dicom_frames(data: bytes, name: str) -> list[Frame]:
-    import pydicom
-
-    try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-        pixels = dataset.pixel_array
-    except Exception as e:
-        return [Frame(name, error=f"cannot read DICOM {name}: {type(e).__name__}: {e}")]
-    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
-    if frames == 1:
-        pixels = pixels[None]
-    if frames > MAX_FRAMES:
-        pixels = pixels[:MAX_FRAMES]
-    bits = int(getattr(dataset, "BitsStored", 8) or 8)
-    out = []
-    for i, frame in enumerate(pixels):
-        label = f"{name} frame {i + 1}/{frames}"
-        try:
-            if frame.dtype.kind in "ui":  # scale by the stored bit depth, not the container's (12-bit data in 16 bits)
-                frame = np.clip(frame.astype(np.float32) / (2**bits - 1), 0, 1)
-            out.append(Frame(label, read_scan(frame, label)))
-        except ScanError as e:
-            out.append(Frame(label, error=str(e)))
-    return out
-
-
-def _image_frame(data: bytes, name: str) -> Frame:
-    try:
-        return Frame(name, read_scan(data, name))
-    except ScanError as e:
-        return Frame(name, error=str(e).replace("(bytes)", name))
-
-
-def _zip_frames(data: bytes, name: str) -> list[Frame]:
-    """Members read in memory (never extracted, so names like ../../x cannot write anywhere), within limits."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = [m for m in archive.infolist() if not m.is_dir()]
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        return [Frame(name, error=f"cannot read zip {name}: {e}")]
-    frames, total = [], 0
-    for member in members[:MAX_ZIP_FILES]:
-        label = f"{name}/{member.filename}"
-        total += member.file_size
-        if member.file_size > MAX_BYTES or total > MAX_ZIP_TOTAL:
-            frames.append(
-                Frame(label, error=f"skipped {label}: the zip expands to more than the limit (possible zip bomb)")
-            )
-            break
-        try:
-            with archive.open(member) as handle:
-                content = handle.read(
-                    member.file_size + 1
-                )  # never more than the header declares (a lying header fails its CRC)
-        except Exception as e:  # encrypted, corrupt or unsupported compression
-            frames.append(Frame(label, error=f"cannot read {label}: {type(e).__name__}: {e}"))
-            continue
-        frames.extend(read_bytes(content, Path(member.filename).name, allow_zip=False))
-    if len(members) > MAX_ZIP_FILES:
-        frames.append(Frame(name, error=f"only the first {MAX_ZIP_FILES} of {len(members)} files in {name} were read"))
-    return frames
-
-
-def read_bytes(data: bytes, name: str, allow_zip: bool = True) -> list[Frame]:
-    """Frames of one upload: DICOM (by its DICM marker), zip (by its PK signature), or an image."""
-    if len(data) > MAX_BYTES and not (allow_zip and data[:4] == b"PK\x03\x04"):
-        return [Frame(name, error=f"{name} is larger than {MAX_BYTES // 1024**2} MB")]
-    if data[128:132] == b"DICM":
-        return _dicom_frames(data, name)
-    if data[:4] == b"PK\x03\x04":
-        return _zip_frames(data, name) if allow_zip else [Frame(name, error=f"{name}: a zip inside a zip is not read")]
-    return [_image_frame(data, name)]
-
-
-def read_upload(path: str | Path) -> list[Frame]:
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > 8 * MAX_BYTES:
-            return [Frame(path.name, error=f"{path.name} is too large to read ({size / 1024**2:.0f} MB)")]
-        return read_bytes(path.read_bytes(), path.name)
-    except OSError as e:
-        return [Frame(path.name, error=f"cannot open {path.name}: {e.strerror or e}")]
-
-
-def classify(frame: Frame, models: Models, explain: bool = True) -> Frame:
-    """Every loaded model on one readable frame (the one decode shared), with timings, maps and warnings."""
-    if frame.scan is None:
-        return frame
+def classify(decoded: DecodedFrame, models: list[OCTModel], explain: bool = True) -> Frame:
+    """Every given model on one frame (its one decode shared), with timings and (if asked) explanation maps."""
+    if decoded.gray is None:
+        return Frame(decoded.name, error=decoded.error)
+    frame = Frame(decoded.name, ScanImage(decoded.gray, decoded.colour, decoded.name))
     frame.quality = scan_warnings(frame.scan)
-    frame.warnings = list(frame.quality)
-    for model in models.loaded:
+    for model in models:
         start = time.perf_counter()
         prediction = model.analyse(frame.scan, explain)
         frame.results[model.name] = Answer(prediction, (time.perf_counter() - start) * 1000)
-    for name, answer in frame.results.items():
-        if answer.confidence < LOW_CONFIDENCE:
-            frame.warnings.append(f"{name} is unsure (top probability {answer.confidence:.0%}).")
-    if len({answer.label for answer in frame.results.values()}) > 1:
-        frame.warnings.append(
-            "The models disagree: " + ", ".join(f"{n} says {a.label}" for n, a in frame.results.items()) + "."
-        )
     return frame
 
 
-def most_urgent(frames: list[Frame]) -> tuple[Frame, str] | None:
-    """The frame whose finding (by the first model that has one) needs the most urgent referral."""
-    scored = []
-    for frame in frames:
-        if frame.results:
-            answer = next(iter(frame.results.values()))
-            scored.append((REFERRAL_LEVEL[REFERRAL[answer.label]], answer.confidence, frame, answer.label))
-    if not scored:
-        return None
-    _, _, frame, label = max(scored, key=lambda s: (s[0], s[1]))
-    return frame, label
+def urgency(frame: Frame) -> tuple:
+    """How a frame ranks for being shown: judgeable first, then by the most urgent finding of its first model."""
+    if not frame.results:
+        return (-1,)
+    answer = next(iter(frame.results.values()))
+    return (not frame.withheld, REFERRAL_LEVEL[REFERRAL[answer.label]], answer.confidence)
+
+
+@dataclass
+class Upload:
+    """What one upload gives: the frame to show (its maps computed), a row per frame, and how many frames."""
+
+    shown: Frame | None
+    frames: list[Frame]  # every frame, without pixels or maps (the table's rows)
+
+
+def decoded_frames(path: str | Path, pool: DecodePool | None) -> Iterator[DecodedFrame]:
+    """The frames of an upload, from the worker pool (or in this process, for tests and tools without one)."""
+    if pool is not None:
+        yield from pool.frames(path)
+        return
+    try:
+        yield from iter_upload(Path(path).read_bytes(), Path(path).name)
+    except OSError as e:
+        yield DecodedFrame(Path(path).name, error=f"cannot open {Path(path).name}: {e.strerror or e}")
+
+
+def analyse_upload(path: str | Path, models: list[OCTModel], pool: DecodePool | None = None) -> Upload:
+    """Every frame of one upload classified as it is decoded; only the frame to show keeps its pixels and maps."""
+    shown, rows = None, []
+    for decoded in decoded_frames(path, pool):
+        frame = classify(decoded, models, explain=shown is None)  # maps for the first readable frame only
+        if frame.scan is not None and (shown is None or urgency(frame) > urgency(shown)):
+            if shown is not None and frame.results and not any(a.prediction.maps for a in frame.results.values()):
+                frame = classify(decoded, models, explain=True)  # a later frame wins: its maps now
+            shown = frame
+        rows.append(Frame(frame.name, error=frame.error, results=frame.results, quality=frame.quality))
+    return Upload(shown, rows)
+
+
+def batch_frames(
+    paths: Iterable[str | Path], models: list[OCTModel], pool: DecodePool | None = None
+) -> Iterator[Frame]:
+    """Every frame of several uploads, classified without maps and released one at a time."""
+    for path in paths:
+        for decoded in decoded_frames(path, pool):
+            frame = classify(decoded, models, explain=False)
+            frame.scan = None  # the pixels are not needed any more
+            yield frame
+
+
+def probabilities(answer: Answer) -> dict[str, float]:
+    return {c: float(p) for c, p in zip(CLASSES, answer.prediction.proba)}
+
+
+def as_record(frame: Frame) -> dict:
+    """A frame as plain data (the JSON API and the batch CSV)."""
+    return {
+        "name": frame.name,
+        "error": frame.error,
+        "withheld": frame.withheld if frame.results else None,
+        "warnings": frame.warnings,
+        "models": {
+            name: {
+                "label": a.label,
+                "probabilities": probabilities(a),
+                "abnormal": round(a.abnormal, 4),
+                "urgent_referral": round(a.urgent, 4),
+                "out_of_scope": a.prediction.flagged,
+                "out_of_scope_score": None
+                if a.prediction.out_of_scope is None
+                else round(float(a.prediction.out_of_scope), 4),
+            }
+            for name, a in frame.results.items()
+        },
+    }

@@ -1,180 +1,312 @@
-"""The Space's page: its layout (`build`) and what each event returns (`analyse`, `batch`).
+"""The Space's page: what it shows (`build`) and what each event returns (`predict`, `classify`, `batch`).
 
 Research and education only: not a medical device, not a diagnosis. `space/app.py` starts it.
 """
 
 import csv
+import html
+import json
+import shutil
 import tempfile
-import uuid
+from functools import cache
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from PIL import Image
 
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL
-from space.engine import Answer, Frame, Models, classify, most_urgent, read_upload
+from space import render
+from space.engine import Models, Upload, analyse_upload, as_record, batch_frames
+from space.uploads import is_zip
+from space.workers import MAX_UPLOAD, DecodePool
 
-NOTICE = (
-    "**Research and education demo, not a diagnosis.** These models were trained on one public dataset "
-    "(Kermany 2018) and have not been validated for clinical use. Never base a medical decision on them."
-)
 HERE = Path(__file__).resolve().parent
-EXAMPLES = sorted(
-    (HERE / "examples").glob("*.jpeg")
-) or [  # the Space bundle's, else one per class of the repo's sample
-    sorted((HERE.parent / "examples" / "sample" / c).glob("*.jpeg"))[0]
-    for c in CLASSES
-    if (HERE.parent / "examples" / "sample" / c).is_dir()
-]
-DISPLAY_WIDTH = 512
-OUTPUT_IMAGES = Path(gr.utils.get_upload_folder()) / "oct-explanations"
+SAMPLE = HERE.parent / "examples" / "sample"  # the repository's bundled scans (a Space bundle has space/examples/)
+INTRO = """An **OCT B-scan** is a cross-section of the retina, taken with light by an optical coherence tomograph:
+the layers of the retina run across the image, the bright line near the bottom is the retinal pigment
+epithelium (RPE). Drop a scan here and two kinds of model say which of four conditions it shows: a
+**Vision Transformer** (a deep network, fine-tuned from a model pretrained on millions of photographs) and a
+**classical** pipeline (hand-made HOG and LBP texture features of the straightened retina, and an SVM).
+They know only these four conditions, were trained on one public dataset (Kermany et al. 2018) and were
+tested on patients they never saw."""
+NOTICE = (
+    "**Research and education demo, not a diagnosis.** Never base a medical decision on it; see an eye "
+    "doctor for anything that worries you."
+)
 
 
-def _display(gray: np.ndarray) -> np.ndarray:
-    height = max(1, round(gray.shape[0] * DISPLAY_WIDTH / gray.shape[1]))
-    return np.asarray(
-        Image.fromarray(gray).resize((DISPLAY_WIDTH, height), Image.Resampling.BILINEAR), dtype=np.float32
+def readable_by_the_app(image: gr.Image) -> gr.Image:
+    """gr.Image whose uploads all reach the app's own reader, which says clearly what is wrong with a file, instead
+    of failing in Gradio's preprocessing with a generic error (e.g. a zip named .jpeg). The instance's preprocess is
+    replaced rather than subclassing gr.Image: a subclass makes Gradio write a .pyi stub beside this module."""
+    preprocess = image.preprocess
+
+    def lenient(payload):
+        try:
+            return preprocess(payload)
+        except Exception:
+            return None if payload is None else payload.path
+
+    image.preprocess = lenient
+    return image
+
+
+@cache
+def examples() -> tuple[list[str], list[tuple[str, str]]]:
+    """Scans to try (neutral names, so the name does not give the answer away) and one labelled scan per class."""
+    folder = Path(tempfile.mkdtemp(prefix="oct-examples-", dir=gr.utils.get_upload_folder()))
+    if (HERE / "examples").is_dir():  # a Space bundle
+        tries = sorted((HERE / "examples").glob("example-*"))
+        classes = [(str(p), p.stem.split("-")[1]) for p in sorted((HERE / "examples").glob("class-*"))]
+    else:
+        tries, classes = [], []
+        for i, label in enumerate(CLASSES):
+            scans = sorted((SAMPLE / label).glob("*.jpeg"))
+            if len(scans) > 1:
+                tries.append(shutil.copy(scans[1], folder / f"example-{i + 1}.jpeg"))
+                classes.append((str(scans[0]), label))
+    return [str(p) for p in tries], classes
+
+
+def model_row(model, source: str) -> str:
+    """A model's row on the landing view: its test figures with their intervals, training data and card, all read
+    from its folder, never typed in."""
+    folder = model.folder
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    training = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
+    kind = "Vision Transformer (deep)" if model.kind == "vit" else "HOG/LBP features + SVM (classical)"
+    figures = data = "n/a"
+    if metrics.get("ci95"):
+        ci = metrics["ci95"]
+        figures = (
+            f"{metrics['accuracy']:.1%} ({ci['accuracy'][0]:.1%}-{ci['accuracy'][1]:.1%}) · "
+            f"{metrics['macro_f1']:.3f} ({ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) · "
+            f"{metrics['n_images']} scans, {metrics['n_patients']} new patients"
+        )
+    if training.get("dataset"):
+        data = f"{training['dataset']['counts'].get('train', 0):,} scans of {html.escape(training['dataset']['name'])}"
+    hub = source if "/" in source and not Path(source).exists() else None
+    card = f"[card](https://huggingface.co/{hub})" if hub else "README.md in its folder"
+    return f"| **{model.name}** | {kind} | {figures} | {data} | {card} |"
+
+
+def model_table(models: Models) -> str:
+    rows = [model_row(m, s) for m, s in models.sources()]
+    if not rows:
+        return "No model is loaded."
+    header = (
+        "| model | kind | test accuracy (95% CI) · macro-F1 (95% CI) · test set, split by patient | trained on "
+        "| model card |\n|---|---|---|---|---|"
     )
+    return "\n".join([header, *rows])
 
 
-def overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """The attention map (stretched over the whole scan, as the model saw it) blended over the scan."""
-    base = _display(gray)
-    heat = np.asarray(Image.fromarray(heat.astype(np.float32)).resize(base.shape[::-1], Image.Resampling.BILINEAR))
-    coloured = colormaps["inferno"](np.clip(heat, 0, 1))[..., :3]
-    return (np.clip(0.55 * base[..., None] + 0.45 * coloured, 0, 1) * 255).astype(np.uint8)
-
-
-def _enlarge(image: np.ndarray, factor: int = 4) -> np.ndarray:
-    return (np.kron(np.clip(image, 0, 1), np.ones((factor, factor))) * 255).astype(np.uint8)
-
-
-def image_file(pixels: np.ndarray) -> str:
-    """An output image as a JPEG of its own inside Gradio's cache, served as it is.
-
-    Gradio would otherwise save returned arrays under a hash of their content, rewriting the
-    file in place: two people shown the same picture at once (an example scan) could download
-    it mid-write. A uniquely named file is written once; `delete_cache` ages it out.
-    """
-    OUTPUT_IMAGES.mkdir(parents=True, exist_ok=True)
-    path = OUTPUT_IMAGES / f"{uuid.uuid4().hex}.jpeg"
-    Image.fromarray(pixels).save(path, quality=90)
-    return str(path)
-
-
-def _model_text(name: str, answer: Answer) -> str:
-    return (
-        f"**{name}: {answer.label}** ({answer.confidence:.0%}), referral: {REFERRAL[answer.label]}; {answer.ms:.0f} ms"
-    )
-
-
-def _probabilities(answer: Answer) -> dict[str, float]:
-    return {c: float(p) for c, p in zip(CLASSES, answer.prediction.proba)}
-
-
-def analyse(path: str | None, models: Models) -> tuple:
-    """UI outputs for one upload: summary, per-model probabilities, texts, explanation images, per-frame table."""
-    empty = (None, "", None, "", None, None, None, [])
-    if not path:
-        return ("Upload a B-scan (JPEG, PNG, TIFF, BMP, WebP or DICOM) or pick an example.", *empty)
-    frames = [classify(f, models) for f in read_upload(path)]
-    readable = [f for f in frames if f.scan is not None]
-    if not readable:
-        return ("**Cannot read this file.** " + " ".join(f.error for f in frames if f.error), *empty)
-    if not models.names:
-        return ("**No model is loaded.** " + " ".join(models.problems), *empty)
-    shown, label = most_urgent(readable)
-    lines = []
-    if len(frames) > 1:
-        lines.append(f"{len(frames)} frames; showing **{shown.name}**, the most urgent finding ({label}).")
-    lines += [f"⚠️ {w}" for w in shown.warnings]
-    if shown.quality:
-        lines.append("The predictions below are shown for transparency only: this does not look like an OCT B-scan.")
-    lines.append(f"*{label}*: {CLASS_NOTES[label]}")
-    lines += [f"ℹ️ {p}" for p in models.problems]
-    vit = shown.results.get(models.vit.name) if models.vit else None
-    svm = shown.results.get(models.baseline.name) if models.baseline else None
-    table = [
-        [
-            f.name,
-            *(f.results[m.name].label if m.name in f.results else "" for m in models.loaded),
-            "; ".join(f.warnings) or (f.error or ""),
-        ]
-        for f in frames
+def predict(path: str | None, classical: str | None, models: Models, pool: DecodePool | None):
+    """Classify one OCT B-scan (an image or a DICOM; a multi-frame DICOM shows its most urgent frame) with the ViT and
+    the chosen classical model. Returns the headline, the scan as the models received it, each model's panel (its
+    answer, probabilities, normal-or-not and urgent-referral view, and pictures explaining it) and, for several
+    frames, a row per frame."""
+    if not path:  # the input was cleared: the page goes back to how it was before any upload
+        return "", gr.update(value=None, visible=False), "", "", gr.update(value=None, visible=False)
+    if is_zip(Path(path).read_bytes()[:4]):
+        raise gr.Error("This file is a zip archive: open the Batch tab to classify all the scans in it.")
+    chosen = models.chosen(classical)
+    if not chosen:
+        raise gr.Error("No model is loaded. " + " ".join(models.problems))
+    result: Upload = analyse_upload(path, chosen, pool)
+    if result.shown is None:
+        errors = "; ".join(f.error for f in result.frames if f.error) or "no image in it"
+        raise gr.Error(f"Cannot read this file: {errors}", title="Unreadable file")
+    frame = result.shown
+    vit, classic = (next((m for m in chosen if m.kind == kind), None) for kind in ("vit", "classical"))
+    panels = [
+        render.model_panel(m.name, k, frame.results.get(m.name), frame) if m else ""
+        for m, k in ((vit, "deep"), (classic, "classical"))
     ]
+    table = pd.DataFrame(
+        [
+            [
+                f.name,
+                *(f.results[m.name].label if m.name in f.results else "" for m in chosen),
+                "withheld" if f.withheld else ("unreadable" if f.error else "ok"),
+                " ".join([*f.warnings, f.error or ""]).strip(),
+            ]
+            for f in result.frames
+        ],
+        columns=["frame", *(m.name for m in chosen), "status", "notes"],
+    )
     return (
-        "\n\n".join(lines),
-        _probabilities(vit) if vit else None,
-        _model_text(models.vit.name, vit) if vit else "ViT not loaded.",
-        image_file(overlay(shown.scan.gray, vit.prediction.maps["attention"])) if vit else None,
-        _probabilities(svm) if svm else None,
-        _model_text(models.baseline.name, svm) if svm else "Classical model not loaded.",
-        image_file(_enlarge(svm.prediction.maps["hog"])) if svm else None,
-        image_file(_enlarge(svm.prediction.maps["lbp"])) if svm else None,
-        table,
+        render.headline(result),
+        gr.update(value=render.preview(frame), visible=True),
+        *panels,
+        gr.update(value=table, visible=len(result.frames) > 1),
     )
 
 
-def batch(paths: list[str] | None, models: Models) -> tuple[pd.DataFrame, str | None]:
-    """A table of both models' predictions for several files or zips, and the same as a CSV file."""
-    frames: list[Frame] = []
-    for path in paths or []:
-        frames += [classify(f, models, explain=False) for f in read_upload(path)]
-    header = ["file", *(f"{n} {c}" for n in models.names for c in ("label", *CLASSES)), "warnings"]
+def classify(path: str, classical: str | None, models: Models, pool: DecodePool | None) -> dict:
+    """Classify every frame of one file (image, DICOM or zip) and return plain data: per frame, each model's label,
+    probabilities, normal-or-not and urgent-referral probabilities, whether it is out of its scope, and the
+    warnings (a frame with `withheld` true has no answer the models can stand behind)."""
+    frames = list(batch_frames([path], models.chosen(classical), pool))
+    return {"frames": [as_record(f) for f in frames], "models": [m.name for m in models.chosen(classical)]}
+
+
+def batch(
+    paths: list[str] | None, classical: str | None, models: Models, pool: DecodePool | None, progress=gr.Progress()
+) -> tuple[pd.DataFrame, str]:
+    """Classify several files or zips of scans: a table with a row per scan, and the same as a CSV file."""
+    if not paths:
+        raise gr.Error("Add some scans or zips of scans first.")
+    chosen = models.chosen(classical)
+    header = [
+        "file",
+        *(f"{m.name}" for m in chosen),
+        "status",
+        "notes",
+        *(f"{m.name} p({c})" for m in chosen for c in CLASSES),
+    ]
     rows = []
-    for f in frames:
-        row = [f.name]
-        for name in models.names:
-            answer = f.results.get(name)
-            row += [answer.label, *(round(float(p), 4) for p in answer.prediction.proba)] if answer else [""] * 5
-        rows.append(row + ["; ".join(f.warnings) or (f.error or "")])
-    out = Path(tempfile.mkdtemp()) / "oct-predictions.csv"
+    for path in progress.tqdm(paths, desc="Classifying files"):
+        for f in batch_frames([path], chosen, pool):
+            answers = [f.results.get(m.name) for m in chosen]
+            rows.append(
+                [
+                    f.name,
+                    *(a.label if a else "" for a in answers),
+                    "withheld" if f.withheld else ("unreadable" if f.error else "ok"),
+                    " ".join([*f.warnings, f.error or ""]).strip(),
+                    *(
+                        round(float(p), 4) if a else ""
+                        for a in answers
+                        for p in (a.prediction.proba if a else [None] * len(CLASSES))
+                    ),
+                ]
+            )
+    out = Path(tempfile.mkdtemp(dir=gr.utils.get_upload_folder())) / "oct-predictions.csv"  # delete_cache cleans it
     with out.open("w", newline="") as handle:
         csv.writer(handle).writerows([header, *rows])
-    return pd.DataFrame(rows, columns=header), str(out)
+    return pd.DataFrame(rows, columns=header).iloc[:, : len(chosen) + 3], str(out)
 
 
-def build(models: Models) -> gr.Blocks:
-    vit_name = models.vit.name if models.vit else "ViT"
-    svm_name = models.baseline.name if models.baseline else "HOG+LBP SVM"
-    with gr.Blocks(
-        title="OCT B-scan classifier: ViT vs HOG+LBP SVM", delete_cache=(600, 3600)
-    ) as demo:  # outputs kept an hour
-        gr.Markdown("# Retinal OCT B-scan: a Vision Transformer beside a classical HOG+LBP SVM")
+def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
+    tries, classes = examples()
+    variants = [m.name for m in models.classical]
+    with gr.Blocks(title="OCT B-scan classifier: a ViT and a classical model", delete_cache=(600, 3600)) as demo:
+        gr.Markdown("# Retinal OCT B-scan classifier: a Vision Transformer beside a classical model")
         gr.Markdown(NOTICE)
-        if models.problems:
-            gr.Markdown("\n\n".join(f"ℹ️ {p}" for p in models.problems))
-        with gr.Tab("One scan"):
-            upload = gr.File(label="B-scan (image or DICOM)", file_types=["image", ".dcm", ".dicom", ".tif", ".tiff"])
-            if EXAMPLES:
-                gr.Examples([[str(p)] for p in EXAMPLES], inputs=[upload], label="Examples (Kermany 2018, CC BY 4.0)")
-            summary = gr.Markdown(elem_id="summary")
+        with gr.Accordion("What is this? (read me first)", open=True):
             with gr.Row():
-                with gr.Column():
-                    vit_label = gr.Label(num_top_classes=4, label=vit_name, elem_id="vit-label")
-                    vit_text = gr.Markdown()
-                    vit_map = gr.Image(label="ViT attention rollout (where the model looked)", type="filepath")
-                with gr.Column():
-                    svm_label = gr.Label(num_top_classes=4, label=svm_name, elem_id="svm-label")
-                    svm_text = gr.Markdown()
-                    hog_map = gr.Image(label="HOG of the flattened retina band (edge directions)", type="filepath")
-                    lbp_map = gr.Image(label="LBP codes of the band (local texture)", type="filepath")
-            frames = gr.Dataframe(headers=["frame", *models.names, "warnings"], label="Per frame")
-            upload.change(
-                lambda p: analyse(p, models),
-                inputs=upload,
-                api_name="predict",
-                outputs=[summary, vit_label, vit_text, vit_map, svm_label, svm_text, hog_map, lbp_map, frames],
+                with gr.Column(scale=3):
+                    gr.Markdown(INTRO)
+                    gr.Markdown(render.KNOWN)
+                if classes:
+                    with gr.Column(scale=2):
+                        gr.Gallery(
+                            [(path, label) for path, label in classes],
+                            columns=2,
+                            height=300,
+                            label="One scan of each condition (see 'About the conditions')",
+                            allow_preview=True,
+                            object_fit="contain",
+                        )
+            gr.Markdown(model_table(models))
+        for problem in models.problems:
+            gr.Markdown(f"ℹ️ {problem}")
+
+        with gr.Tab("One scan"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    image = readable_by_the_app(
+                        gr.Image(
+                            type="filepath",
+                            image_mode=None,
+                            sources=["upload", "clipboard"],
+                            height=260,
+                            label="Drop an OCT B-scan (JPEG, PNG, BMP, WebP)",
+                            elem_id="scan-input",
+                        )
+                    )
+                    upload = gr.File(
+                        label="…or a DICOM or TIFF file",
+                        file_types=[".dcm", ".dicom", ".tif", ".tiff", ".zip"],
+                        elem_id="file-input",
+                    )
+                    examples_column = gr.Column()
+                    classical = gr.Radio(
+                        variants,
+                        value=variants[0] if variants else None,
+                        visible=len(variants) > 1,
+                        label="Classical model to compare with the ViT",
+                    )
+                with gr.Column(scale=3):
+                    summary = gr.HTML(elem_id="summary")
+                    scan = gr.Image(
+                        label="Your scan, as the models received it",
+                        height=200,
+                        interactive=False,
+                        elem_id="scan",
+                        buttons=[],
+                        visible=False,
+                    )
+            with gr.Row():
+                vit_panel = gr.HTML(elem_id="vit-panel")
+                classical_panel = gr.HTML(elem_id="classical-panel")
+            frames = gr.Dataframe(label="Every frame", visible=False, wrap=True)
+            outputs = [summary, scan, vit_panel, classical_panel, frames]
+            run = lambda path, variant: predict(path, variant, models, pool)  # noqa: E731
+            image.change(run, [image, classical], outputs, api_name="predict", api_description=predict.__doc__)
+            upload.change(run, [upload, classical], outputs, api_visibility="private")
+            classical.change(
+                lambda i, u, c: run(u or i, c), [image, upload, classical], outputs, api_visibility="private"
             )
+            if tries:
+                with examples_column:  # thumbnails under the inputs; each answer computed once, on first click
+                    gr.Examples(
+                        [[p] for p in tries],
+                        inputs=[image],
+                        outputs=outputs,
+                        fn=lambda path: run(path, None),
+                        label="Example scans: click one",
+                        cache_examples=True,
+                        cache_mode="lazy",
+                    )
+
         with gr.Tab("Batch"):
-            files = gr.File(label="Several scans, or zips of scans", file_count="multiple")
-            run = gr.Button("Classify all")
-            table = gr.Dataframe(label="Predictions")
-            download = gr.File(label="CSV")
-            run.click(lambda p: batch(p, models), inputs=files, outputs=[table, download], api_name="batch")
-        with gr.Tab("About the classes"):
+            gr.Markdown(
+                "Several scans, DICOMs or zips of them: one row per scan, and a CSV to download. Scans the "
+                "models cannot judge are marked *withheld*."
+            )
+            files = gr.File(label="Scans or zips", file_count="multiple", elem_id="batch-files")
+            go = gr.Button("Classify all", variant="primary")
+            table = gr.Dataframe(label="Predictions", wrap=True, elem_id="batch-table")
+            download = gr.File(label="CSV", elem_id="batch-csv")
+            go.click(
+                lambda p, c, progress=gr.Progress(): batch(p, c, models, pool, progress),
+                [files, classical],
+                [table, download],
+                api_name="batch",
+                api_description=batch.__doc__,
+            )
+
+        with gr.Tab("About the conditions"):
             gr.Markdown("\n\n".join(f"**{c}** (referral: {REFERRAL[c]}). {CLASS_NOTES[c]}" for c in CLASSES))
+        with gr.Row(visible=False):  # the JSON endpoint for programs: no place on the page
+            api_file, api_out = gr.File(), gr.JSON()
+            gr.Button().click(
+                lambda p, c: classify(p, c, models, pool),
+                [api_file, classical],
+                api_out,
+                api_name="classify",
+                api_description=classify.__doc__,
+            )
+    return demo
+
+
+def launch(models: Models, **options) -> gr.Blocks:
+    """The app as the Space runs it: queued (4 requests at once), uploads capped, decoding in worker processes."""
+    pool = DecodePool(size=4).start()
+    demo = build(models, pool).queue(default_concurrency_limit=4, max_size=256)
+    # The app keeps no per-visitor state, so Gradio need not remember 10,000 sessions (its default; ~56 kB each,
+    # and every API call is a new session).
+    demo.launch(state_session_capacity=200, max_file_size=f"{MAX_UPLOAD // 1024**2}mb", css=render.CSS, **options)
     return demo

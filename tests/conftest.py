@@ -93,6 +93,16 @@ def tiny_vit(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_baseline(tmp_path_factory) -> Path:
     """A HOG+LBP SVM fitted on 64 bundled scans with fixed settings, saved as `baselines.train` saves one."""
+    return small_classical(tmp_path_factory, "hog+lbp")
+
+
+@pytest.fixture(scope="session")
+def small_lbp(tmp_path_factory) -> Path:
+    """The same with LBP features alone: a second classical variant."""
+    return small_classical(tmp_path_factory, "lbp")
+
+
+def small_classical(tmp_path_factory, kind: str) -> Path:
     import numpy as np
 
     from baselines.features import FeatureSettings, scan_features
@@ -103,13 +113,44 @@ def small_baseline(tmp_path_factory) -> Path:
     from octcore.labels import CLASSES
 
     scans = discover(SAMPLE)[::3][:64]
-    settings = FeatureSettings()
+    settings = FeatureSettings(kind=kind)
     X = np.stack([scan_features(s.path, settings) for s in scans])
     y, _ = targets(scans)
     model = OCTSVMClassifier(C=10, gamma_scale=0.5).fit(X, y)
-    folder = tmp_path_factory.mktemp("baseline") / "hog-lbp-svm"
+    folder = tmp_path_factory.mktemp("baseline") / f"{kind.replace('+', '-')}-svm"
     config = {"format": FORMAT, "classes": list(CLASSES), "features": settings.to_dict()}
     return calibrate(save_model_folder(folder, model, config, {}), "classical")
+
+
+@pytest.fixture(scope="session")
+def model_without_dme(tmp_path_factory) -> tuple[Path, Path]:
+    """A small HOG+LBP SVM trained without any DME scan, calibrated as the trainer calibrates (detector on its
+    training scans, threshold on others), and the DME scan its out-of-scope detector finds furthest away."""
+    import numpy as np
+
+    from baselines.features import FeatureSettings, scan_features
+    from baselines.io import save_model_folder
+    from baselines.model import OCTSVMClassifier
+    from models import load_model
+    from models.classical import FORMAT, embed
+    from models.scope import fit_calibration
+    from octcore.data import discover, targets
+    from octcore.labels import CLASSES
+
+    scans = [s for s in discover(SAMPLE) if s.label != "DME"]
+    fit, check = scans[::2], scans[1::2]
+    settings = FeatureSettings()
+    X_fit, X_check = (np.stack([scan_features(s.path, settings) for s in part]) for part in (fit, check))
+    (y_fit, _), (y_check, _) = targets(fit), targets(check)
+    model = OCTSVMClassifier(C=10, gamma_scale=0.5).fit(X_fit, y_fit)
+    (_, fit_features), (check_logits, check_features) = embed(model, X_fit), embed(model, X_check)
+    calibration = fit_calibration(fit_features, y_fit, check_logits, check_features, y_check, "classical", "test")
+    folder = tmp_path_factory.mktemp("without-dme") / "hog-lbp-svm"
+    config = {"format": FORMAT, "classes": list(CLASSES), "features": settings.to_dict()}
+    save_model_folder(folder, model, config, {}, calibration=calibration)
+    dme = [s.path for s in discover(SAMPLE) if s.label == "DME"]
+    scores = load_model(folder).classify(dme).out_of_scope
+    return folder, dme[int(np.argmax(scores))]
 
 
 def calibrate(folder: Path, kind: str) -> Path:

@@ -210,3 +210,116 @@ def hostile_file(kind: str, rng: random.Random) -> bytes:
     if kind == "zip bomb":
         return zip_bomb(rng.random() < 0.5)
     return rng.randbytes(rng.randint(0, 4096))
+
+
+# The families an independent review of the Space found expensive, made at any scale: `scale=1` is the
+# review's size (for benchmarks/hostile_memory.py), smaller values keep the tests fast.
+
+
+def zip_of_big_pngs(count: int = 16, side: int = 6300) -> bytes:
+    """A zip of PNGs of `side` x `side` pixels (at the pixel limit by default) of zeros: a few hundred kB."""
+    png = _encode(Image.new("L", (side, side)), "PNG", optimize=True)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for i in range(count):
+            archive.writestr(f"big-{i}.png", png)
+    return buffer.getvalue()
+
+
+def _dicom_file(meta_syntax: str, dataset: bytes) -> bytes:
+    """A DICOM file: preamble, file meta (explicit VR little endian) naming a transfer syntax, then the dataset."""
+
+    def element(group: int, number: int, vr: bytes, value: bytes) -> bytes:
+        value += b"\0" * (len(value) % 2)
+        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT"):
+            return struct.pack("<HH", group, number) + vr + b"\0\0" + struct.pack("<I", len(value)) + value
+        return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(value)) + value
+
+    body = (
+        element(2, 0x0001, b"OB", b"\0\1")
+        + element(2, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.77.1.5.4")
+        + element(2, 0x0003, b"UI", b"1.2.3.4")
+        + element(2, 0x0010, b"UI", meta_syntax.encode())
+    )
+    meta = element(2, 0x0000, b"UL", struct.pack("<I", len(body))) + body
+    return b"\0" * 128 + b"DICM" + meta + dataset
+
+
+def _image_elements(rows: int, columns: int, frames: int) -> bytes:
+    """Explicit-VR little-endian image pixel module elements, without the pixel data."""
+
+    def us(group: int, number: int, value: int) -> bytes:
+        return struct.pack("<HH", group, number) + b"US" + struct.pack("<HH", 2, value)
+
+    def string(group: int, number: int, vr: bytes, value: str) -> bytes:
+        data = value.encode() + b" " * (len(value) % 2)
+        return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(data)) + data
+
+    return (
+        us(0x28, 0x0002, 1)
+        + string(0x28, 0x0004, b"CS", "MONOCHROME2")
+        + string(0x28, 0x0008, b"IS", str(frames))
+        + us(0x28, 0x0010, rows)
+        + us(0x28, 0x0011, columns)
+        + us(0x28, 0x0100, 8)
+        + us(0x28, 0x0101, 8)
+        + us(0x28, 0x0102, 7)
+        + us(0x28, 0x0103, 0)
+    )
+
+
+def deflated_dicom(inflated_mb: int = 512) -> bytes:
+    """A DICOM in the deflated transfer syntax whose native pixel data of zeros inflates to `inflated_mb` MB."""
+    side = int((inflated_mb * 1024**2) ** 0.5)
+    pixels = side * side
+    dataset_head = (
+        _image_elements(side, side, 1) + struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\0\0" + struct.pack("<I", pixels)
+    )
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [deflater.compress(dataset_head)]
+    chunk = bytes(min(pixels, 16 * 1024**2))
+    for start in range(0, pixels, len(chunk)):
+        parts.append(deflater.compress(chunk[: min(len(chunk), pixels - start)]))
+    parts.append(deflater.flush())
+    return _dicom_file("1.2.840.10008.1.2.1.99", b"".join(parts))
+
+
+def _encapsulated(items: list[bytes]) -> bytes:
+    """Pixel data as an encapsulated sequence: an empty offset table, then one item per fragment."""
+    item = lambda data: struct.pack("<HHI", 0xFFFE, 0xE000, len(data)) + data  # noqa: E731
+    body = item(b"") + b"".join(item(x + b"\0" * (len(x) % 2)) for x in items)
+    return (
+        struct.pack("<HH", 0x7FE0, 0x0010)
+        + b"OB\0\0"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + body
+        + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    )
+
+
+def rle_dicom(side: int = 8000, frames: int = 1) -> bytes:
+    """An RLE Lossless DICOM of `frames` frames of side x side zeros: runs of 128 make it tiny on disk."""
+    row_runs = bytes([0x81, 0]) * (side * side // 128) + (
+        bytes([256 - (side * side % 128) + 1, 0]) if side * side % 128 else b""
+    )
+    segment = struct.pack("<16I", 1, 64, *([0] * 14)) + row_runs
+    return _dicom_file("1.2.840.10008.1.2.5", _image_elements(side, side, frames) + _encapsulated([segment] * frames))
+
+
+def jpeg_dicom(side: int = 8000, frames: int = 5) -> bytes:
+    """A JPEG-baseline DICOM of `frames` frames of side x side (gray, flat, so a few hundred kB each)."""
+    jpeg = _encode(Image.new("L", (side, side), 40), "JPEG", quality=50)
+    return _dicom_file("1.2.840.10008.1.2.4.50", _image_elements(side, side, frames) + _encapsulated([jpeg] * frames))
+
+
+def progressive_jpeg_bomb(side: int = 6000, repeats: int = 10_000) -> bytes:
+    """A progressive JPEG whose last scan is repeated `repeats` times: valid, small, and slow to decode."""
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (side // 8, side // 8), dtype=np.uint8))
+    data = _encode(image.resize((side, side)), "JPEG", progressive=True, quality=60)
+    last = data.rindex(b"\xff\xda")
+    return data[:last] + data[last:-2] * repeats + b"\xff\xd9"
+
+
+def tall_strip(width: int = 32, height: int = 40_000) -> bytes:
+    """A tiny PNG of an extreme aspect ratio, inside every size limit."""
+    return _encode(Image.new("L", (width, height), 30), "PNG")

@@ -1,10 +1,11 @@
-"""The Space: the prediction function on real and hostile uploads, then the launched app over HTTP."""
+"""The Space: what a visitor gets for real, odd and hostile uploads; the launched app over HTTP and in a browser."""
 
 import io
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,9 +13,9 @@ from PIL import Image
 from hostile import dicom
 from octcore.labels import CLASSES
 from space.engine import Models
-from space.ui import analyse, batch, build
+from space.ui import batch, build, predict
 
-SUMMARY, VIT_LABEL, VIT_TEXT, VIT_MAP, SVM_LABEL, SVM_TEXT, HOG_MAP, LBP_MAP, FRAMES = range(9)
+SUMMARY, SCAN, VIT_PANEL, CLASSICAL_PANEL, FRAMES = range(5)
 
 
 def write(path: Path, data: bytes) -> str:
@@ -28,44 +29,84 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_real_scan_gets_both_predictions_and_explanations(models, a_scan):
-    out = analyse(str(a_scan), models)
-    assert set(out[VIT_LABEL]) == set(CLASSES) and set(out[SVM_LABEL]) == set(CLASSES)
-    assert abs(sum(out[SVM_LABEL].values()) - 1) < 1e-6
-    images = [Image.open(out[i]) for i in (VIT_MAP, HOG_MAP, LBP_MAP)]
-    assert [i.mode for i in images] == ["RGB", "L", "L"] and images[0].width == 512
-    assert len({out[VIT_MAP], analyse(str(a_scan), models)[VIT_MAP]}) == 2  # each answer gets its own files
-    assert " ms" in out[VIT_TEXT] and "referral" in out[SVM_TEXT]
-    assert "does not look like" not in out[SUMMARY]
+def test_a_real_scan_gets_both_answers_explained_side_by_side(models, a_scan):
+    out = predict(str(a_scan), None, models, None)
+    assert "Both models agree" in out[SUMMARY] or " says " in out[SUMMARY]
+    assert out[SCAN]["visible"] and out[SCAN]["value"].dtype == np.uint8 and out[SCAN]["value"].shape[1] <= 512
+    for panel, name in ((out[VIT_PANEL], "ViT"), (out[CLASSICAL_PANEL], "HOG+LBP SVM")):
+        assert f"<h3>{name}" in panel and "referral:" in panel and "Normal or not" in panel
+        assert all(f"<span>{c}</span>" in panel for c in CLASSES) and "How to read this" in panel
+    assert out[VIT_PANEL].count("data:image/jpeg;base64,") == 1 and "Where the ViT looked" in out[VIT_PANEL]
+    assert (
+        out[CLASSICAL_PANEL].count("data:image/jpeg;base64,") == 3 and "flattened retina band" in out[CLASSICAL_PANEL]
+    )
+    assert "class='bar'" in out[VIT_PANEL] and "class='legend'" in out[CLASSICAL_PANEL]  # colour bar and key
+    assert out[FRAMES]["visible"] is False  # one frame: no table
 
 
-@pytest.mark.parametrize(
-    "kind", ["text", "empty", "truncated", "bomb", "16-bit", "rgba", "palette", "photo", "blank", "zip-in-zip"]
-)
-def test_bad_or_odd_uploads_get_a_message_never_a_traceback(kind, models, a_scan, tmp_path):
-    scan = Image.open(a_scan)
+def test_every_classical_variant_can_be_chosen(models, a_scan, small_baseline, small_lbp):
+    several = Models(vit=str(models.vit.folder), classical=[str(small_baseline), str(small_lbp)])
+    assert [m.name for m in several.classical] == ["HOG+LBP SVM", "LBP SVM"]
+    assert several.chosen("LBP SVM")[1].name == "LBP SVM" and several.chosen(None)[1].name == "HOG+LBP SVM"
+    assert "<h3>LBP SVM" in predict(str(a_scan), "LBP SVM", several, None)[CLASSICAL_PANEL]
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "truncated", "bomb", "zip-in-zip", "zip named .jpeg"])
+def test_unreadable_uploads_get_a_clear_error_never_a_traceback(kind, models, a_scan, tmp_path):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("scan.jpeg", a_scan.read_bytes())
     data = {
         "text": b"this is not an image\n" * 10,
         "empty": b"",
         "truncated": a_scan.read_bytes()[:2000],
         "bomb": encoded(Image.new("L", (9000, 9000)), "PNG"),
-        "16-bit": encoded(Image.fromarray(np.asarray(scan, np.uint16) * 257), "PNG"),
-        "rgba": encoded(scan.convert("RGBA"), "PNG"),
-        "palette": encoded(scan.convert("P"), "PNG"),
-        "photo": encoded(
-            Image.fromarray((np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)), "JPEG"
-        ),
-        "blank": encoded(Image.new("L", (512, 256), 0), "PNG"),
         "zip-in-zip": b"PK\x03\x04" + b"\0" * 100,
+        "zip named .jpeg": archive.getvalue(),
     }[kind]
-    out = analyse(write(tmp_path / f"upload.{kind}", data), models)
-    summary = out[SUMMARY]
-    if kind in ("16-bit", "rgba", "palette"):
-        assert out[VIT_LABEL] is not None and "Cannot read" not in summary
-    elif kind in ("photo", "blank"):
-        assert "⚠️" in summary and "does not look like an OCT B-scan" in summary
-    else:
-        assert "Cannot read" in summary and out[VIT_LABEL] is None
+    with pytest.raises(gr.Error) as raised:
+        predict(write(tmp_path / "upload.jpeg", data), None, models, None)
+    expected = "Batch tab" if kind.startswith("zip") else "Cannot read this file"
+    assert expected in raised.value.message and "Traceback" not in raised.value.message
+
+
+@pytest.mark.parametrize("kind", ["16-bit", "rgba", "palette"])
+def test_odd_but_valid_images_are_classified(kind, models, a_scan, tmp_path):
+    scan = Image.open(a_scan)
+    image = {
+        "16-bit": Image.fromarray(np.asarray(scan, np.uint16) * 257),
+        "rgba": scan.convert("RGBA"),
+        "palette": scan.convert("P"),
+    }[kind]
+    out = predict(write(tmp_path / "upload.png", encoded(image, "PNG")), None, models, None)
+    assert "referral:" in out[VIT_PANEL] and "referral:" in out[CLASSICAL_PANEL]
+
+
+@pytest.mark.parametrize("kind", ["photo", "fundus photograph", "document", "blank"])
+def test_what_is_not_an_oct_scan_gets_no_answer(kind, models, tmp_path):
+    from skimage import data as pictures
+
+    image = {
+        "photo": Image.fromarray(pictures.chelsea()),
+        "fundus photograph": Image.fromarray(pictures.retina()),
+        "document": Image.fromarray(pictures.page()),
+        "blank": Image.new("L", (512, 256), 0),
+    }[kind]
+    out = predict(write(tmp_path / "upload.png", encoded(image, "PNG")), None, models, None)
+    assert "cannot judge this image" in out[SUMMARY] and "know only four things" in out[SUMMARY]
+    for panel in (out[VIT_PANEL], out[CLASSICAL_PANEL]):  # the classes are there, but only behind a click
+        assert "No answer" in panel and "<details><summary>Show the model's guesses anyway" in panel
+        assert panel.index("<details>") < panel.index("referral:")
+
+
+def test_a_scan_of_a_condition_the_model_was_not_taught_is_withheld(model_without_dme, models, tmp_path):
+    """A classical model trained without DME, whose out-of-scope detector flags a DME scan: the page gives no
+    answer for it."""
+    folder, flagged_scan = model_without_dme
+    taught_three = Models(vit=str(models.vit.folder), classical=str(folder))
+    out = predict(str(flagged_scan), None, taught_three, None)
+    assert "cannot judge this image" in out[SUMMARY] and "far from every scan it was trained on" in out[SUMMARY]
+    assert "No answer" in out[CLASSICAL_PANEL]
 
 
 def test_dicom_frames_are_all_classified_and_the_most_urgent_is_shown(models, sample, tmp_path):
@@ -73,12 +114,12 @@ def test_dicom_frames_are_all_classified_and_the_most_urgent_is_shown(models, sa
         np.asarray(Image.open(p).convert("L").resize((512, 248)))
         for p in sorted((sample / "NORMAL").glob("*.jpeg"))[:2]
     ]
-    single = analyse(write(tmp_path / "one.dcm", dicom(scans[:1])), models)
-    assert single[VIT_LABEL] is not None and len(single[FRAMES]) == 1
-    multi = analyse(write(tmp_path / "volume.dcm", dicom(scans + scans[:1])), models)
-    assert len(multi[FRAMES]) == 3 and "3 frames" in multi[SUMMARY] and "most urgent" in multi[SUMMARY]
-    broken = analyse(write(tmp_path / "bad.dcm", dicom(scans[:1])[:400]), models)
-    assert "Cannot read" in broken[SUMMARY]
+    single = predict(write(tmp_path / "one.dcm", dicom(scans[:1])), None, models, None)
+    assert "referral:" in single[VIT_PANEL] and single[FRAMES]["visible"] is False
+    multi = predict(write(tmp_path / "volume.dcm", dicom(scans + scans[:1])), None, models, None)
+    assert len(multi[FRAMES]["value"]) == 3 and multi[FRAMES]["visible"] and "3 frames" in multi[SUMMARY]
+    with pytest.raises(gr.Error, match="Cannot read"):
+        predict(write(tmp_path / "bad.dcm", dicom(scans[:1])[:400]), None, models, None)
 
 
 def test_batch_of_files_and_a_hostile_zip_gives_a_table_and_csv(models, sample, tmp_path):
@@ -89,11 +130,13 @@ def test_batch_of_files_and_a_hostile_zip_gives_a_table_and_csv(models, sample, 
         z.writestr("notes.txt", "not a scan")
         z.writestr("deep/scan.jpeg", scans[1].read_bytes())
     paths = [str(scans[2]), write(tmp_path / "scans.zip", archive.getvalue())]
-    table, csv_path = batch(paths, models)
-    assert list(table.columns[:2]) == ["file", "ViT label"] and "HOG+LBP SVM label" in table.columns
-    assert len(table) == 4
-    assert table["ViT label"].isin(CLASSES).sum() == 3 and "cannot read" in table["warnings"].iloc[2].lower()
-    assert Path(csv_path).read_text().count("\n") == 5
+    table, csv_path = batch(paths, None, models, None)
+    assert list(table.columns) == ["file", "ViT", "HOG+LBP SVM", "status", "notes"]
+    assert len(table) == 4 and table["ViT"].isin(CLASSES).sum() == 3
+    assert table["status"].iloc[2] == "unreadable" and "cannot read" in table["notes"].iloc[2]
+    csv = Path(csv_path).read_text()
+    assert csv.count("\n") == 5 and "ViT p(CNV)" in csv.splitlines()[0]
+    assert Path(csv_path).is_relative_to(gr.utils.get_upload_folder())  # where Gradio's cache clean-up finds it
     assert not (tmp_path.parent / "escaped.jpeg").exists() and not Path("escaped.jpeg").exists()
 
 
@@ -102,32 +145,44 @@ def test_with_no_models_the_app_starts_and_says_what_is_missing(tmp_path, a_scan
     assert none.names == [] and len(none.problems) == 2
     assert "python -m train" in none.problems[0] and "baselines.train" in none.problems[1]
     build(none)
-    assert "No model is loaded" in analyse(str(a_scan), none)[SUMMARY]
+    with pytest.raises(gr.Error, match="No model is loaded"):
+        predict(str(a_scan), None, none, None)
 
 
 @pytest.fixture(scope="module")
-def served(models):
-    demo = build(models).queue(default_concurrency_limit=4, max_size=256)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+def served(models, small_lbp):
+    """The app as the Space runs it (decode workers, queue, upload cap), with two classical variants."""
+    from space.workers import DecodePool
+
+    pool = DecodePool(size=2).start()
+    two = Models(vit=str(models.vit.folder), classical=[str(models.classical[0].folder), str(small_lbp)])
+    demo = build(two, pool).queue(default_concurrency_limit=4, max_size=256)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, max_file_size="64mb")
     yield url
     demo.close()
+    pool.close()
 
 
-def test_launched_app_answers_single_batch_dicom_and_bad_requests(served, a_scan, sample, tmp_path):
+def test_launched_app_answers_every_endpoint_and_refuses_bad_files_clearly(served, a_scan, sample, tmp_path):
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     client = Client(served, verbose=False)
-    out = client.predict(handle_file(str(a_scan)), api_name="/predict")
-    assert out[VIT_LABEL]["label"] in CLASSES and out[SVM_LABEL]["label"] in CLASSES
-    table, csv_file = client.predict([handle_file(str(a_scan))], api_name="/batch")
+    out = client.predict(handle_file(str(a_scan)), "HOG+LBP SVM", api_name="/predict")
+    assert "referral:" in out[VIT_PANEL] and "referral:" in out[CLASSICAL_PANEL]
+    record = client.predict(handle_file(str(a_scan)), "HOG+LBP SVM", api_name="/classify")
+    (frame,) = record["frames"]
+    assert set(frame["models"]) == {"ViT", "HOG+LBP SVM"} and frame["withheld"] in (True, False)
+    assert abs(sum(frame["models"]["ViT"]["probabilities"].values()) - 1) < 1e-6
+    table, csv_file = client.predict([handle_file(str(a_scan))], "HOG+LBP SVM", api_name="/batch")
     assert len(table["data"]) == 1 and Path(csv_file).read_text().startswith("file,")
-    bad = client.predict(handle_file(write(tmp_path / "x.jpeg", b"garbage")), api_name="/predict")
-    assert "Cannot read" in bad[SUMMARY]
+    with pytest.raises(AppError, match="Cannot read this file"):
+        client.predict(handle_file(write(tmp_path / "x.jpeg", b"garbage")), None, api_name="/predict")
     frames = [
         np.asarray(Image.open(p).convert("L").resize((512, 248))) for p in sorted((sample / "CNV").glob("*.jpeg"))[:2]
     ]
-    volume = client.predict(handle_file(write(tmp_path / "volume.dcm", dicom(frames))), api_name="/predict")
-    assert "2 frames" in volume[SUMMARY] and len(volume[FRAMES]["data"]) == 2
+    volume = client.predict(handle_file(write(tmp_path / "volume.dcm", dicom(frames))), None, api_name="/predict")
+    assert "2 frames" in volume[SUMMARY] and len(volume[FRAMES]["value"]["data"]) == 2
 
 
 def test_twenty_parallel_clients_are_all_answered(served, sample):
@@ -136,30 +191,11 @@ def test_twenty_parallel_clients_are_all_answered(served, sample):
     scans = sorted(sample.glob("*/*.jpeg"))[:20]
 
     def one(path: Path) -> str:
-        return Client(served, verbose=False).predict(handle_file(str(path)), api_name="/predict")[VIT_LABEL]["label"]
+        return Client(served, verbose=False).predict(handle_file(str(path)), None, api_name="/predict")[VIT_PANEL]
 
     with ThreadPoolExecutor(20) as pool:
-        labels = list(pool.map(one, scans))
-    assert len(labels) == 20 and all(label in CLASSES for label in labels)
-
-
-def test_browser_upload_renders_both_predictions(served, a_scan):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page()
-        page.goto(served)
-        page.locator("input[type=file]").first.set_input_files(str(a_scan))
-        for element in ("#vit-label", "#svm-label"):
-            page.wait_for_function(
-                f"() => {{ const e = document.querySelector('{element}'); "
-                "return e && /CNV|DME|DRUSEN|NORMAL/.test(e.innerText); }",
-                timeout=60_000,
-            )
-        assert "not a diagnosis" in page.content()
-        browser.close()
+        panels = list(pool.map(one, scans))
+    assert len(panels) == 20 and all("referral:" in panel for panel in panels)
 
 
 def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tmp_path, a_scan):
@@ -212,8 +248,8 @@ def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tm
         else:
             pytest.fail("the bundle's app exited before serving:\n" + "".join(printed)[-2000:])
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        out = client.predict(handle_file(str(a_scan)), api_name="/predict")
-        assert out[VIT_LABEL]["label"] in CLASSES and out[SVM_LABEL]["label"] in CLASSES
+        out = client.predict(handle_file(str(a_scan)), None, api_name="/predict")
+        assert "referral:" in out[VIT_PANEL] and "referral:" in out[CLASSICAL_PANEL]
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -270,3 +306,31 @@ def test_deploy_uploads_the_bundle_and_sets_the_model_variables(tmp_path, fake_h
         "OCT_VIT_MODEL": "someone/oct-vit",
         "OCT_BASELINE_MODEL": "someone/oct-hog-svm,someone/oct-lbp-svm",
     }
+
+
+def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
+    """Chromium through the visitor's path: the landing view, an upload and its preview, another classical model
+    (when several are loaded), an image the models cannot judge, a zip in the wrong place, then on the Batch tab."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    import browser as walk
+
+    if not Path(walk.CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from skimage import data as pictures
+
+    photo = tmp_path / "holiday.png"
+    Image.fromarray(pictures.chelsea()).save(photo)
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for scan in sorted(sample.glob("*/*.jpeg"))[:3]:
+            z.write(scan, scan.name)
+    with playwright.sync_playwright() as p:
+        browser = walk.browser(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        walk.landing(page, served)
+        walk.upload(page, a_scan)
+        walk.switch_variant(page, "LBP SVM")
+        walk.withheld(page, photo)
+        walk.wrong_place(page, archive)
+        walk.batch(page, archive)
+        browser.close()

@@ -1,0 +1,223 @@
+"""The Space's results as HTML: the headline, one panel per model, and the pictures in them.
+
+Pictures are inline (data URLs) and colour bars are CSS gradients, so a whole answer arrives in one
+response: no image file written, cached and fetched per request. Every picture is drawn at a bounded
+size whatever the upload's shape. Text is escaped; nothing from a file reaches the page as markup.
+"""
+
+import base64
+import html
+import io
+
+import numpy as np
+from PIL import Image
+
+from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL
+from space.engine import Answer, Frame, Upload
+
+DISPLAY = (512, 256)  # the largest (width, height) a picture of a scan is drawn at
+FEATURE_DISPLAY = (384, 240)  # and a picture of the classical model's band
+KNOWN = (
+    "These models know only four things: choroidal neovascularisation (CNV), diabetic macular oedema (DME), "
+    "drusen and a normal retina. Anything else is flagged when they notice, and may be misclassified when they "
+    "do not."
+)
+READ_ATTENTION = (
+    "How to read this: the brighter the colour, the more the ViT's class token looked at that part of "
+    "the scan when deciding. It should lie on the retina, not on the black background or the borders."
+)
+READ_BAND = (
+    "How to read this: the classical model does not look at the whole image. It finds the bright RPE line, "
+    "straightens the retina along it and cuts this band (the retina above, the RPE strip at twice the "
+    "detail below)."
+)
+READ_HOG = (
+    "How to read this: each little line is an edge direction in an 8x8-pixel cell of the band, brighter where "
+    "the edge is stronger (HOG). Fluid pockets and bumps change these patterns."
+)
+READ_LBP = (
+    "How to read this: each colour is the kind of local texture (LBP) around each pixel: bright spots, edges, dark "
+    "or flat areas, or irregular speckle. The model counts these textures region by region."
+)
+TEXTURES = {  # LBP code families (of P neighbours: 0 brighter centre ... P darker centre, P + 1 irregular)
+    "bright spot": (0.99, 0.85, 0.2),
+    "edge": (0.2, 0.65, 0.95),
+    "dark or flat": (0.15, 0.15, 0.35),
+    "irregular": (0.85, 0.35, 0.3),
+}
+
+
+def textures(codes: np.ndarray, points: int = 8) -> np.ndarray:
+    """LBP codes (scaled to [0, 1] as feature_maps gives them) as RGB by texture family, each pixel taking the most
+    common family around it (a 3x3 vote), so the picture shows regions rather than speckle."""
+    from scipy import ndimage
+
+    raw = np.rint(codes * (points + 1)).astype(int)
+    family = np.select([raw <= 1, raw <= points - 2, raw <= points], [0, 1, 2], 3)
+    votes = np.stack([ndimage.uniform_filter((family == f).astype(float), 3) for f in range(4)])
+    colours = np.array(list(TEXTURES.values()))
+    return colours[votes.argmax(axis=0)]
+
+
+def legend() -> str:
+    return (
+        "<div class='legend'>"
+        + "".join(
+            f"<span><i style='background:rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})'></i>{name}</span>"
+            for name, (r, g, b) in TEXTURES.items()
+        )
+        + "</div>"
+    )
+
+
+GRADIENTS = {  # CSS colour bars matching the pictures' colour maps
+    "inferno": "linear-gradient(to right, #000004, #420a68, #932667, #dd513a, #fca50a, #fcffa4)",
+    "gray": "linear-gradient(to right, #000, #fff)",
+}
+
+
+def fitted(image: np.ndarray, box: tuple[int, int] = DISPLAY, resample=Image.Resampling.BILINEAR) -> np.ndarray:
+    """An image (2-D, or RGB) in [0, 1] resized to fit in `box`, keeping its shape's proportions."""
+    height, width = image.shape[:2]
+    scale = min(box[0] / width, box[1] / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    pixels = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
+    return np.asarray(pixels.resize(size, resample), dtype=np.float32) / 255
+
+
+def coloured(heat: np.ndarray, colormap: str) -> np.ndarray:
+    """A map in [0, 1] in a matplotlib colour map, as RGB in [0, 1]."""
+    from matplotlib import colormaps
+
+    return colormaps[colormap](np.clip(heat, 0, 1))[..., :3]
+
+
+def overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The attention map stretched over the whole scan (as the model saw it) and blended over it."""
+    base = fitted(gray)
+    heat = np.asarray(Image.fromarray(heat.astype(np.float32)).resize(base.shape[::-1], Image.Resampling.BILINEAR))
+    return 0.55 * base[..., None] + 0.45 * coloured(heat, "inferno")
+
+
+def data_url(image: np.ndarray, quality: int = 85) -> str:
+    """An image in [0, 1] as an inline JPEG."""
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def picture(
+    image: np.ndarray, caption: str, how: str, colormap: str | None = None, ends: tuple = ("", ""), key: str = ""
+) -> str:
+    """A figure: the image, its caption, its colour bar (or another key) and how to read it."""
+    if colormap:
+        key = (
+            f"<div class='bar'><span>{ends[0]}</span><i style='background:{GRADIENTS[colormap]}'></i>"
+            f"<span>{ends[1]}</span></div>"
+        )
+    return (
+        f"<figure><img src='{data_url(image)}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}"
+        f"</figcaption>{key}<p class='how'>{html.escape(how)}</p></figure>"
+    )
+
+
+def bars(answer: Answer) -> str:
+    rows = "".join(
+        f"<div class='p'><span>{c}</span><b style='width:{p * 100:.0f}%'></b><em>{p:.0%}</em></div>"
+        for c, p in zip(CLASSES, answer.prediction.proba)
+    )
+    binary = (
+        f"<p class='binary'>Normal or not: <b>{'abnormal' if answer.abnormal >= 0.5 else 'normal'}</b> "
+        f"({answer.abnormal:.0%} abnormal). Urgent referral (CNV or DME): <b>"
+        f"{'yes' if answer.urgent >= 0.5 else 'no'}</b> ({answer.urgent:.0%}).</p>"
+    )
+    return f"<div class='probabilities'>{rows}</div>{binary}"
+
+
+def verdict(answer: Answer) -> str:
+    return (
+        f"<p class='verdict'><b>{answer.label}</b> ({answer.confidence:.0%}) · referral: {REFERRAL[answer.label]}</p>"
+    )
+
+
+def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None) -> str:
+    """One model's panel: its answer (collapsed when the frame is withheld), and its pictures."""
+    if answer is None or frame is None:
+        return ""
+    pictures = ""
+    maps = answer.prediction.maps
+    if "attention" in maps:
+        pictures = picture(
+            overlay(frame.scan.gray, maps["attention"]),
+            "Where the ViT looked",
+            READ_ATTENTION,
+            "inferno",
+            ("less", "more"),
+        )
+    elif "band" in maps:
+        box, nearest = FEATURE_DISPLAY, Image.Resampling.NEAREST
+        hog = fitted(np.sqrt(maps["hog"]), box)  # the square root shows faint edges beside strong ones
+        pictures = (
+            picture(fitted(maps["band"], box), "What the classical model sees: the flattened retina band", READ_BAND)
+            + picture(hog, "Its HOG: edge directions per cell", READ_HOG, "gray", ("weak", "strong"))
+            + picture(
+                fitted(textures(maps["lbp"]), box, nearest), "Its LBP: kinds of local texture", READ_LBP, key=legend()
+            )
+        )
+    answer_html = verdict(answer) + bars(answer)
+    if frame.withheld:
+        answer_html = (
+            f"<p class='verdict withheld'>No answer: this image is outside what {html.escape(name)} can "
+            f"judge.</p><details><summary>Show the model's guesses anyway</summary>{answer_html}</details>"
+        )
+    return (
+        f"<section class='panel'><h3>{html.escape(name)} <small>{kind} · {answer.ms:.0f} ms</small></h3>"
+        f"{answer_html}{pictures}</section>"
+    )
+
+
+def headline(upload: Upload) -> str:
+    """What the page says first: the answer, or why there is none, and what to keep in mind."""
+    frame = upload.shown
+    lines = []
+    if len(upload.frames) > 1:
+        lines.append(
+            f"<p>{len(upload.frames)} frames; showing <b>{html.escape(frame.name)}</b>, the most urgent "
+            "finding among those the models can judge.</p>"
+        )
+    if frame.withheld:
+        lines.append("<h2 class='withheld'>⚠️ The models cannot judge this image.</h2>")
+        lines.append(f"<p>{html.escape(KNOWN)}</p>")
+    else:
+        labels = {a.label for a in frame.results.values()}
+        said = " and ".join(f"{html.escape(n)} says <b>{a.label}</b>" for n, a in frame.results.items())
+        lines.append(f"<h2>{'Both models agree: ' + next(iter(labels)) if len(labels) == 1 else said}</h2>")
+        for label in sorted(labels, key=CLASSES.index):
+            lines.append(f"<p><b>{label}</b>: {html.escape(CLASS_NOTES[label])}</p>")
+    if frame.warnings:
+        lines.append("<ul class='warnings'>" + "".join(f"<li>{html.escape(w)}</li>" for w in frame.warnings) + "</ul>")
+    lines.append("<p class='notice'>Research and education demo, not a diagnosis.</p>")
+    return "<div class='headline'>" + "".join(lines) + "</div>"
+
+
+def preview(frame: Frame) -> np.ndarray:
+    """The scan as the models received it, at a bounded size (8-bit)."""
+    return (fitted(frame.scan.gray) * 255).astype(np.uint8)
+
+
+CSS = """
+.headline h2 { margin: .2em 0; } .headline .withheld { color: #b45309; }
+.warnings li { margin: .15em 0; } .notice { font-size: .85em; opacity: .8; }
+.panel { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .6em .8em; }
+.panel h3 small { font-weight: normal; opacity: .7; } .verdict { font-size: 1.15em; margin: .2em 0; }
+.verdict.withheld { color: #b45309; font-size: 1em; }
+.probabilities .p { display: grid; grid-template-columns: 5.5em 1fr 3em; align-items: center; gap: .4em; }
+.probabilities .p b { display: block; height: .8em; background: #6366f1; border-radius: 3px; }
+.probabilities .p em { font-style: normal; text-align: right; } .binary { font-size: .9em; }
+figure { margin: .6em 0; } figure img { width: 100%; max-width: 512px; image-rendering: auto; border-radius: 4px; }
+figcaption { font-weight: 600; font-size: .9em; } .how { font-size: .8em; opacity: .8; margin: .2em 0; }
+.bar { display: flex; align-items: center; gap: .4em; font-size: .75em; max-width: 512px; }
+.bar i { flex: 1; height: .7em; border-radius: 3px; }
+.legend { display: flex; flex-wrap: wrap; gap: .8em; font-size: .75em; }
+.legend i { display: inline-block; width: .9em; height: .9em; margin-right: .3em; vertical-align: middle; }
+"""

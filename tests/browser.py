@@ -1,0 +1,83 @@
+"""A visitor's walk through the Space in a real browser (Chromium, driven by Playwright), step by step.
+
+Each step acts as a visitor would, waits for what they would see, checks it, and can leave a screenshot.
+tests/test_space.py walks it with the test models; docs/make_screenshots.py walks it with trained models
+to make the pictures in the docs.
+"""
+
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+SECONDS = 120_000  # ms a step may wait: a cold model on a loaded machine, never a bound on speed
+
+
+def browser(playwright):
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    )
+
+
+def _text(page, pattern: str, where: str = "body") -> None:
+    page.wait_for_function(
+        f"() => /{pattern}/i.test(document.querySelector('{where}')?.innerText || '')", timeout=SECONDS
+    )
+
+
+def _shot(page, folder: Path | None, name: str) -> None:
+    if folder:
+        page.screenshot(path=str(folder / f"space-{name}.png"), full_page=True)
+
+
+def landing(page, url: str, shots: Path | None = None) -> None:
+    """The landing view explains itself: what OCT is, the four conditions, each model's tested figures."""
+    page.goto(url)
+    _text(page, "What is this")
+    _text(page, "test accuracy")
+    assert page.get_by_text("know only four things").first.is_visible()
+    _shot(page, shots, "landing")
+
+
+def upload(page, scan: Path, shots: Path | None = None) -> None:
+    """A scan dropped on the image input appears at once, then both models' answers side by side."""
+    page.get_by_role("tab", name="One scan").click()
+    page.locator("#scan-input input[type=file]").set_input_files(str(scan))
+    _text(page, "referral", "#vit-panel")
+    _text(page, "referral", "#classical-panel")
+    assert page.locator("#vit-panel img").count() == 1 and page.locator("#classical-panel img").count() == 3
+    assert page.locator("img[src*='/gradio_api/file=']").count() >= 1  # the dropped scan's own preview
+    _shot(page, shots, "result")
+
+
+def switch_variant(page, name: str, shots: Path | None = None) -> None:
+    """Choosing another classical model redraws its panel under that name."""
+    page.get_by_label(name, exact=True).check()
+    _text(page, name.replace("+", "\\\\+"), "#classical-panel h3")
+    _shot(page, shots, "variant")
+
+
+def withheld(page, image: Path, shots: Path | None = None) -> None:
+    """An image the models cannot judge gets no answer: the guesses are behind a click."""
+    page.locator("#scan-input input[type=file]").set_input_files(str(image))
+    _text(page, "cannot judge this image", "#summary")
+    assert page.locator("#vit-panel details").count() == 1 and not page.locator(
+        "#vit-panel details"
+    ).first.get_attribute("open")
+    _shot(page, shots, "withheld")
+
+
+def wrong_place(page, archive: Path, shots: Path | None = None) -> None:
+    """A zip dropped on the One-scan tab gets an error that points to the Batch tab."""
+    page.locator("#file-input input[type=file]").set_input_files(str(archive))
+    _text(page, "open the Batch tab")
+    _shot(page, shots, "error")
+
+
+def batch(page, archive: Path, shots: Path | None = None) -> None:
+    """A zip on the Batch tab: a row per scan, with its notes readable, and a CSV to download."""
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-files input[type=file]").set_input_files(str(archive))
+    page.locator("#batch-files").get_by_text("scans.zip").first.wait_for(timeout=SECONDS)  # uploaded, then run
+    page.get_by_role("button", name="Classify all").click()
+    _text(page, "oct-predictions", "#batch-csv")
+    _text(page, "ok|withheld", "#batch-table")
+    _shot(page, shots, "batch")
