@@ -36,20 +36,21 @@ install: $(VENV)/.installed
 audit: install
 	$(PY) -m octcore.audit $(DATA)
 
-# Audit and split the bundled sample, train the classical model and (when BASE can be loaded) the ViT,
-# then serve both in the Space on http://127.0.0.1:7860 (GRADIO_SERVER_PORT to change it).
+# Audit and split the bundled sample, train the three classical models and (when BASE can be loaded) the ViT,
+# then serve them in the Space on http://127.0.0.1:7860 (GRADIO_SERVER_PORT to change it; Ctrl-C stops it).
 demo: install
 	$(PY) -m octcore.audit $(DATA)
 	$(PY) -m octcore.split $(DATA) --out $(OUT)/split.json
-	$(PY) -m baselines.train --data $(DATA) --split-file $(OUT)/split.json --out $(OUT)/hog-lbp-svm --cache-dir cache
+	for f in hog+lbp hog lbp; do $(PY) -m baselines.train --data $(DATA) --split-file $(OUT)/split.json --features $$f \
+		--out $(OUT)/$$(echo $$f | tr + -)-svm --cache-dir cache || exit 1; done
 	@if $(PY) -m train --check-base --base-model $(BASE); then \
 		$(PY) -m train --data $(DATA) --split-file $(OUT)/split.json --base-model $(BASE) --out $(OUT)/vit $(VIT_ARGS) || exit 1; \
-		$(PY) -m train.export_onnx --model $(OUT)/vit --data $(DATA) || echo "The Space runs the ViT in PyTorch."; \
+		$(PY) -m train.export_onnx --model $(OUT)/vit --data $(DATA) || true; \
 	else \
 		echo "No base checkpoint could be loaded from BASE=$(BASE), so no ViT is trained: the Space starts with the"; \
-		echo "classical model alone. For both, give a local copy: make demo BASE=path/to/dinov2-small"; \
+		echo "classical models alone. For both kinds, give a local copy: make demo BASE=path/to/dinov2-small"; \
 	fi
-	OCT_VIT_MODEL=$(OUT)/vit OCT_BASELINE_MODEL=$(OUT)/hog-lbp-svm $(PY) space/app.py
+	@OCT_VIT_MODEL=$(OUT)/vit OCT_BASELINE_MODEL=$(OUT)/hog-lbp-svm,$(OUT)/hog-svm,$(OUT)/lbp-svm $(PY) space/app.py
 
 # The whole study on one dataset: one patient-disjoint split (split.json), which every trainer and the
 # comparison read; three classical models and the ViT trained on its train part, all compared on its test part.

@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--size", help="WxH: resize every scan to this first (e.g. 1024x496)")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    from octcore.data import discover  # the repository on the path (benchmarks run from its root)
+    from octcore.data import discover, save_split  # the repository on the path (benchmarks run from its root)
 
     sources = discover(args.source)
     sources = [sources[i] for i in np.random.default_rng(0).permutation(len(sources))]  # classes mixed in every split
@@ -73,7 +73,14 @@ def main() -> None:
         work = pool.map(partial(write_one, out=out, size=size), jobs, chunksize=64)
         for _ in tqdm(work, total=len(jobs), desc="writing scans", unit="scan"):
             pass
-    print(f"wrote {len(jobs):,} scans to {out} (train {args.train:,}, val {args.val:,}, test {args.test:,})")
+    # Its split is known by construction (every patient inside one official folder): written here, so the
+    # benchmarks need not decode 84k scans to find it.
+    scans = discover(out)
+    save_split(out.parent / f"{out.name}-split.json", scans, [s.official_split for s in scans], made="by construction")
+    print(
+        f"wrote {len(jobs):,} scans to {out} (train {args.train:,}, val {args.val:,}, test {args.test:,}) and its "
+        f"split to {out.parent / (out.name + '-split.json')}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Research and education only: not a medical device, not a diagnosis. The page is 
 """
 
 import ctypes
+import signal
 import sys
 from pathlib import Path
 
@@ -18,5 +19,11 @@ except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing t
 from space.engine import Models  # noqa: E402
 from space.ui import launch  # noqa: E402
 
+
+def stop(*_) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the app as Ctrl-C does: Gradio closes the server, the app exits 0
+
+
 if __name__ == "__main__":
-    launch(Models())  # host and port: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
+    signal.signal(signal.SIGTERM, stop)
+    launch(Models())  # host and port: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; returns once stopped

@@ -28,7 +28,7 @@ PACKAGES = {
     "octcore": None,
     "models": None,
     "baselines": ["__init__.py", "features.py", "model.py"],
-    "space": ["__init__.py", "app.py", "ui.py", "engine.py"],
+    "space": ["__init__.py", "app.py", "ui.py", "engine.py", "render.py", "uploads.py", "workers.py"],
 }
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "checkpoints", "logs", "model.onnx", "*.rejected.onnx")
 GRADIO_VERSION = "6.31.0"  # requirements.txt's pin: the Space runs what the tests ran
@@ -77,9 +77,10 @@ def build_bundle(out: Path, vit: str | None = None, baselines: list[str] | None 
     space_card([m for m in (vit, *baselines) if m and not _is_folder(m)]).save(staging / "README.md")
     shutil.copy2(ROOT / "space" / "requirements.txt", staging / "requirements.txt")
     (staging / "space" / "examples").mkdir()
-    for label in CLASSES:
-        example = sorted((ROOT / "examples" / "sample" / label).glob("*.jpeg"))[0]
-        shutil.copy2(example, staging / "space" / "examples" / example.name)
+    for i, label in enumerate(CLASSES):  # one labelled scan per class for the page, another to try, named neutrally
+        shown, tried = sorted((ROOT / "examples" / "sample" / label).glob("*.jpeg"))[:2]
+        shutil.copy2(shown, staging / "space" / "examples" / f"class-{label}.jpeg")
+        shutil.copy2(tried, staging / "space" / "examples" / f"example-{i + 1}.jpeg")
     if _is_folder(vit):
         shutil.copytree(vit, staging / "space" / "models" / "vit", ignore=SKIP)
         vit_copy = staging / "space" / "models" / "vit"

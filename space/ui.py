@@ -306,7 +306,11 @@ def launch(models: Models, **options) -> gr.Blocks:
     """The app as the Space runs it: queued (4 requests at once), uploads capped, decoding in worker processes."""
     pool = DecodePool(size=4).start()
     demo = build(models, pool).queue(default_concurrency_limit=4, max_size=256)
+    print("The Space is starting; stop it with Ctrl-C.", flush=True)
     # The app keeps no per-visitor state, so Gradio need not remember 10,000 sessions (its default; ~56 kB each,
     # and every API call is a new session).
-    demo.launch(state_session_capacity=200, max_file_size=f"{MAX_UPLOAD // 1024**2}mb", css=render.CSS, **options)
+    try:
+        demo.launch(state_session_capacity=200, max_file_size=f"{MAX_UPLOAD // 1024**2}mb", css=render.CSS, **options)
+    finally:
+        pool.close()
     return demo

@@ -227,15 +227,16 @@ def test_the_model_sees_the_same_features_in_training_and_in_the_space(trained, 
     from the uploaded bytes of that file."""
     from baselines.cache import cached_features
     from octcore.data import discover
-    from space.engine import read_bytes
+    from octcore.imaging import ScanImage
+    from space.uploads import iter_upload
 
     out, cache = trained
     model = load_model(out)
     scans = discover(sample)[::50]
     training = cached_features(scans, model.settings, cache, progress=False)
     for scan, features in zip(scans, training):
-        (frame,) = read_bytes(scan.path.read_bytes(), scan.path.name)
-        np.testing.assert_array_equal(model.features([frame.scan])[0], features)
+        (frame,) = iter_upload(scan.path.read_bytes(), scan.path.name)
+        np.testing.assert_array_equal(model.features([ScanImage(frame.gray, frame.colour)])[0], features)
 
 
 def test_the_card_follows_the_hub_rules_and_names_no_local_path(trained):

@@ -214,7 +214,7 @@ def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tm
         bundle / "README.md"
     ).read_text()
     assert {p.name for p in (bundle / "space" / "models").iterdir()} == {"vit", "hog-lbp-svm"}
-    assert not (bundle / "tests").exists() and len(list((bundle / "space" / "examples").glob("*.jpeg"))) == 4
+    assert not (bundle / "tests").exists() and len(list((bundle / "space" / "examples").glob("example-*.jpeg"))) == 4
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

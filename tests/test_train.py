@@ -91,15 +91,17 @@ def test_the_model_sees_the_same_pixels_in_training_and_in_the_space(trained, sm
     from transformers import AutoImageProcessor
 
     from octcore.data import discover
-    from space.engine import read_bytes
+    from octcore.imaging import ScanImage
+    from space.uploads import iter_upload
     from train.data import scan_dataset
 
     scans = discover(small_data)[:3]
     training, _ = scan_dataset(scans, AutoImageProcessor.from_pretrained(trained))
     vit = load_model(trained, backend="torch")
     for i, scan in enumerate(scans):
-        (frame,) = read_bytes(scan.path.read_bytes(), scan.path.name)
-        np.testing.assert_array_equal(training[i]["pixel_values"].numpy(), vit.pixels([frame.scan])[0])
+        (frame,) = iter_upload(scan.path.read_bytes(), scan.path.name)
+        seen = vit.pixels([ScanImage(frame.gray, frame.colour, frame.name)])[0]
+        np.testing.assert_array_equal(training[i]["pixel_values"].numpy(), seen)
 
 
 def test_folder_works_with_pipeline_and_from_pretrained(trained, small_data):

@@ -53,9 +53,10 @@ def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = np.asarray(image, dtype=np.float32)
     if rng.random() < 0.5:
         out = out[:, ::-1]
-    out = (out - out.mean()) * rng.uniform(0.8, 1.2) + out.mean() + rng.uniform(-0.08, 0.08)
-    if rng.random() < 0.5:
-        out = out * rng.gamma(16.0, 1 / 16.0, size=out.shape).astype(np.float32)  # multiplicative, mean 1, sd 0.25
+    mean = out.mean()
+    out = (out - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-0.08, 0.08)
+    if rng.random() < 0.5:  # multiplicative speckle, gamma(16, 1/16): mean 1, sd 0.25 (drawn in float32: the
+        out = out * (rng.standard_gamma(16.0, size=out.shape, dtype=np.float32) / 16)  # loader's dearest step)
     return np.clip(out, 0, 1)
 
 
