@@ -27,7 +27,7 @@ from models.scope import fit_calibration, test_summary
 from octcore.data import DataError, describe_data, discover, split_scans, targets
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
-from octcore.metrics import evaluate
+from octcore.metrics import evaluate, with_ci
 
 FEATURE_WORDS = {
     "hog": "histograms of oriented gradients (HOG)",
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     files = {"split.json": split.text, TRAINING_FILE: json.dumps(record, indent=2)}
     out = save_model_folder(args.out, model, config, metrics, files, calibration, card_repo_id=args.push_to_hub)
     print(
-        f"test (held-out patients): accuracy {metrics['accuracy']:.3f} {metrics['ci95']['accuracy']}, "
-        f"macro-F1 {metrics['macro_f1']:.3f} on {metrics['n_images']} scans"
+        f"test (held-out patients): accuracy {with_ci(metrics, 'accuracy')}, "
+        f"macro-F1 {with_ci(metrics, 'macro_f1')} on {metrics['n_images']} scans (95% CIs)"
     )
     print(f"saved {out}")
     if args.push_to_hub:

@@ -25,7 +25,7 @@ from models.classical import FORMAT
 from models.timing import one_scan_latency
 from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups, targets
 from octcore.labels import CLASSES
-from octcore.metrics import evaluate
+from octcore.metrics import evaluate, with_ci
 
 data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/kermany-oct-sample"
 scans = discover(data)
@@ -47,11 +47,9 @@ for kind in KINDS:
         model = OCTSVMClassifier(C=best["C"], gamma_scale=best["gamma_scale"]).fit(X[train], y[train], groups[train])
         proba[test] = model.predict_proba(X[test])
     report = evaluate(y, proba, patients)
-    ci = report["ci95"]
     print(
         f"{kind:8s} nested 5-fold patient-grouped CV on {len(scans)} scans: "
-        f"accuracy {report['accuracy']:.3f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
-        f"macro-F1 {report['macro_f1']:.3f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}); "
+        f"accuracy {with_ci(report, 'accuracy')}, macro-F1 {with_ci(report, 'macro_f1')} (95% CIs); "
         f"features {rate:.0f} scans/s on all cores; CV {time.perf_counter() - start:.0f} s; "
         f"chosen {dict(chosen)}",
         flush=True,

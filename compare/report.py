@@ -8,6 +8,7 @@ import numpy as np
 
 from octcore.imaging import load_scan
 from octcore.labels import CLASSES
+from octcore.metrics import with_ci
 from octcore.plots import draw_confusion, draw_reliability, draw_roc
 
 GALLERY_SIZE = 12
@@ -68,11 +69,6 @@ def write_plots(out: Path, y: np.ndarray, probas: dict, results: dict, scans: li
     return plots
 
 
-def _interval(metrics: dict, key: str) -> str:
-    low, high = metrics["ci95"][key]
-    return f"{metrics[key]:.3f} ({low:.3f}-{high:.3f})"
-
-
 def _fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -83,8 +79,8 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     main = [
         [
             name,
-            _interval(m, "accuracy"),
-            _interval(m, "macro_f1"),
+            with_ci(m, "accuracy"),
+            with_ci(m, "macro_f1"),
             _fmt(m["urgent_referral"]["auc"]),
             _fmt(m["weighted_error"]),
             f"{_fmt(m['ece_uncalibrated'])} → {_fmt(m['ece'])}",

@@ -148,3 +148,10 @@ def evaluate(y_true, proba, patient_ids=None, n_boot: int = 1000, seed: int = 0)
         "ci95": _bootstrap(y_true, pred, urgent_score, groups, n_boot, seed) if n_boot else {},
         "bootstrap": {"replicates": n_boot, "unit": "patient" if patient_ids is not None else "image", "seed": seed},
     }
+
+
+def with_ci(metrics: dict, key: str, percent: bool = False) -> str:
+    """A figure and its 95% CI as people read them: "0.937 (0.902-0.968)", or "93.7% (90.2%-96.8%)"."""
+    low, high = metrics["ci95"][key]
+    spec = ".1%" if percent else ".3f"
+    return f"{metrics[key]:{spec}} ({low:{spec}}-{high:{spec}})"

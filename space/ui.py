@@ -15,6 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL
+from octcore.metrics import with_ci
 from space import render
 from space.engine import Models, Upload, analyse_upload, as_record, batch_frames
 from space.uploads import is_zip
@@ -77,10 +78,8 @@ def model_row(model, source: str) -> str:
     kind = "Vision Transformer (deep)" if model.kind == "vit" else "HOG/LBP features + SVM (classical)"
     figures = data = "n/a"
     if metrics.get("ci95"):
-        ci = metrics["ci95"]
         figures = (
-            f"{metrics['accuracy']:.1%} ({ci['accuracy'][0]:.1%}-{ci['accuracy'][1]:.1%}) · "
-            f"{metrics['macro_f1']:.3f} ({ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) · "
+            f"{with_ci(metrics, 'accuracy', percent=True)} · {with_ci(metrics, 'macro_f1')} · "
             f"{metrics['n_images']} scans, {metrics['n_patients']} new patients"
         )
     if training.get("dataset"):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from models.scope import ACCEPT, Calibration, OutOfScope, fit_temperature, softmax
+from models.scope import ACCEPT, Calibration, OutOfScope, fit_calibration, fit_temperature, softmax
 
 
 def test_the_fitted_temperature_undoes_a_known_overconfidence():
@@ -11,6 +11,25 @@ def test_the_fitted_temperature_undoes_a_known_overconfidence():
     labels = np.array([rng.choice(4, p=p) for p in softmax(logits, 2.5)])  # the truth is 2.5 times softer
     assert abs(fit_temperature(logits, labels) - 2.5) < 0.2
     assert abs(fit_temperature(logits / 2.5, labels) - 1.0) < 0.1  # an already calibrated model keeps T near 1
+
+
+def test_a_temperature_that_worsens_the_validation_calibration_is_not_kept():
+    rng = np.random.default_rng(3)
+    features, labels = rng.normal(size=(400, 8)), np.repeat(np.arange(4), 100)
+
+    def calibration(val_logits, val_labels):
+        return fit_calibration(features, labels, val_logits, features[:80], val_labels, "classical", "test")
+
+    overconfident = rng.normal(0, 3, size=(2000, 4))
+    truth = np.array([rng.choice(4, p=p) for p in softmax(overconfident, 2.5)])
+    assert abs(calibration(overconfident, truth).temperature - 2.5) < 0.3  # helps: kept
+    # Ten right answers at 90% (under-confident) and two wrong at 99%: the likelihood's temperature softens every
+    # answer for the sake of the two, so the ten look even less sure, and the calibration error grows.
+    logits = np.array([[3.3, 0, 0, 0]] * 10 + [[5.7, 0, 0, 0]] * 2)
+    fitted = calibration(logits, np.array([0] * 10 + [1] * 2))
+    ece = fitted.report["ece_validation"]
+    assert fitted.report["fitted_temperature"] > 1.5 and ece["with_fitted_temperature"] > ece["before"]
+    assert fitted.temperature == 1.0 and ece["after"] == ece["before"]
 
 
 def test_scans_far_from_every_class_are_flagged_and_the_threshold_accepts_its_share():

@@ -36,7 +36,7 @@ from models.scope import fit_calibration, softmax, test_summary
 from octcore.data import DataError, describe_data, discover, select, split_scans
 from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
-from octcore.metrics import evaluate
+from octcore.metrics import evaluate, with_ci
 from octcore.plots import read_training_log, save_training_curves
 from train.data import input_size, make_processor, scan_dataset
 from train.export_onnx import export_and_check
@@ -359,9 +359,9 @@ def main(argv: list[str] | None = None) -> int:
 
         save_model_folder(out, best, processor, metrics, files, calibration_curves_and_card)
         accelerator.print(
-            f"test (held-out patients): accuracy {metrics['accuracy']:.3f} "
-            f"{[round(v, 3) for v in metrics['ci95']['accuracy']]}, macro-F1 {metrics['macro_f1']:.3f} "
-            f"on {metrics['n_images']} scans; temperature {calibration.temperature:.2f}; saved {out}"
+            f"test (held-out patients): accuracy {with_ci(metrics, 'accuracy')}, macro-F1 "
+            f"{with_ci(metrics, 'macro_f1')} on {metrics['n_images']} scans (95% CIs); "
+            f"temperature {calibration.temperature:.2f}; saved {out}"
         )
         if args.push_to_hub:
             if not export_and_check(out, [s.path for s in test_scans])["passed"]:
