@@ -179,10 +179,107 @@ def hostile_zip(rng: random.Random) -> bytes:
     return buffer.getvalue()
 
 
+BOUNDARY = (0, 1, 2, 3, 7, 8, 15, 16, 255, 256, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF)
+
+
+def _put(data: bytearray, at: int, width: int, rng: random.Random, order: str = "<") -> None:
+    """Write a boundary or random value of `width` bytes (1, 2 or 4) at `at`."""
+    value = rng.choice(BOUNDARY) if rng.random() < 0.7 else rng.randrange(256**width)
+    data[at : at + width] = (value % 256**width).to_bytes(width, "little" if order == "<" else "big")
+
+
+def image_header_edit(rng: random.Random) -> bytes:
+    """A valid PNG, JPEG or TIFF with one field of its header structure set to a boundary value: PNG IHDR (sizes,
+    bit depth, colour type, interlace; CRC kept valid), JPEG frame/table headers, a TIFF directory entry."""
+    files = valid_files()
+    kind = rng.choice(["png", "jpeg", "tiff"])
+    data = bytearray(files[kind])
+    if kind == "png":
+        at = data.index(b"IHDR") + 4
+        field, width = rng.choice([(0, 4), (4, 4), (8, 1), (9, 1), (10, 1), (11, 1), (12, 1)])
+        _put(data, at + field, width, rng, ">")
+        data[at + 13 : at + 17] = struct.pack(">I", zlib.crc32(bytes(data[at - 4 : at + 13])))
+    elif kind == "jpeg":
+        markers = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC4, 0xDB, 0xDA)]
+        at = rng.choice(markers) + 2  # the segment: length (2), then its fields
+        field, width = rng.choice([(0, 2), (2, 1), (3, 2), (5, 2), (7, 1), (9, 1), (10, 1)])
+        _put(data, at + field, width, rng, ">")
+    else:
+        ifd = struct.unpack("<I", data[4:8])[0]
+        entries = struct.unpack("<H", data[ifd : ifd + 2])[0]
+        entry = ifd + 2 + 12 * rng.randrange(max(1, entries))
+        field, width = rng.choice([(0, 2), (2, 2), (4, 4), (8, 4), (8, 2)])  # tag, type, count, value or offset
+        _put(data, entry + field, width, rng)
+    return bytes(data)
+
+
+def zip_directory_edit(rng: random.Random) -> bytes:
+    """A valid zip of scans with one field of its directory structures set to a boundary value: a local header's or
+    central directory entry's method, sizes, name or extra length, offset, or the end record's counts and offset."""
+    data = bytearray(valid_files()["zip"])
+    structures = {  # signature: fields as (offset, width)
+        b"PK\x03\x04": [(8, 2), (18, 4), (22, 4), (26, 2), (28, 2)],
+        b"PK\x01\x02": [(10, 2), (20, 4), (24, 4), (28, 2), (30, 2), (32, 2), (42, 4)],
+        b"PK\x05\x06": [(8, 2), (10, 2), (12, 4), (16, 4), (20, 2)],
+    }
+    signature = rng.choice(list(structures))
+    places = [i for i in range(len(data)) if data.startswith(signature, i)]
+    field, width = rng.choice(structures[signature])
+    _put(data, rng.choice(places) + field, width, rng)
+    return bytes(data)
+
+
+def dicom_element_edit(rng: random.Random) -> bytes:
+    """A valid DICOM with one element of its pixel module or file meta set to an odd value: the transfer syntax (to
+    every compressed or deprecated one), photometric interpretation, samples, bits, sign, planar configuration."""
+    import pydicom
+
+    dataset = pydicom.dcmread(io.BytesIO(valid_files()[rng.choice(["dicom", "dicom12"])]))
+    field = rng.choice(
+        [
+            "TransferSyntaxUID",
+            "PhotometricInterpretation",
+            "SamplesPerPixel",
+            "BitsAllocated",
+            "PixelRepresentation",
+            "HighBit",
+            "PlanarConfiguration",
+            "NumberOfFrames",
+        ]
+    )
+    if field == "TransferSyntaxUID":  # the same native dataset under a file meta claiming another syntax
+        data = valid_files()[rng.choice(["dicom", "dicom12"])]
+        meta_end = 132 + 12 + struct.unpack("<I", data[140:144])[0]
+        syntax = rng.choice(
+            [
+                "1.2.840.10008.1.2",
+                "1.2.840.10008.1.2.2",
+                "1.2.840.10008.1.2.1.99",
+                "1.2.840.10008.1.2.5",
+                "1.2.840.10008.1.2.4.50",
+                "1.2.840.10008.1.2.4.70",
+                "1.2.840.10008.1.2.4.90",
+                "1.2.840.10008.1.2.4.201",
+                "1.2.3.4",
+            ]
+        )
+        return _dicom_file(syntax, data[meta_end:])
+    if field == "PhotometricInterpretation":
+        dataset.PhotometricInterpretation = rng.choice(["RGB", "PALETTE COLOR", "YBR_FULL", "MONOCHROME1", "XYZ"])
+    else:
+        setattr(dataset, field, rng.choice([0, 1, 2, 3, 7, 12, 16, 32, 64, 65535]))
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
 KINDS = (
     "mutated image",
     "mutated DICOM",
     "mutated zip",
+    "image header field",
+    "zip directory field",
+    "DICOM element",
     "bomb header",
     "lying DICOM",
     "hostile zip",
@@ -203,6 +300,12 @@ def hostile_file(kind: str, rng: random.Random) -> bytes:
     if kind == "bomb header":
         size = (rng.choice([1, 31, 70_000, 2**31 - 1]), rng.choice([1, 31, 65_000, 2**31 - 1]))
         return png_claiming(*size) if rng.random() < 0.5 else jpeg_claiming(min(size[0], 65535), min(size[1], 65535))
+    if kind == "image header field":
+        return image_header_edit(rng)
+    if kind == "zip directory field":
+        return zip_directory_edit(rng)
+    if kind == "DICOM element":
+        return dicom_element_edit(rng)
     if kind == "lying DICOM":
         return dicom_claiming(rng)
     if kind == "hostile zip":
@@ -216,9 +319,14 @@ def hostile_file(kind: str, rng: random.Random) -> bytes:
 # review's size (for benchmarks/hostile_memory.py), smaller values keep the tests fast.
 
 
+def flat_png(width: int, height: int) -> bytes:
+    """A PNG of zeros: tens of kB however many pixels it has."""
+    return _encode(Image.new("L", (width, height)), "PNG", optimize=True)
+
+
 def zip_of_big_pngs(count: int = 16, side: int = 6300) -> bytes:
     """A zip of PNGs of `side` x `side` pixels (at the pixel limit by default) of zeros: a few hundred kB."""
-    png = _encode(Image.new("L", (side, side)), "PNG", optimize=True)
+    png = flat_png(side, side)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for i in range(count):
