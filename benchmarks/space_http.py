@@ -65,12 +65,17 @@ def wait_until_answering(server: subprocess.Popen, url: str, timeout: float = 30
                 time.sleep(0.2)
 
 
-def predict(client: httpx.Client, path: Path, endpoint: str = "predict", fetch: bool = True) -> list:
-    """One whole request: upload, queued call, event stream to completion, output images fetched."""
+def predict(
+    client: httpx.Client, path: Path, endpoint: str = "predict", fetch: bool = True, inputs: tuple = (None,)
+) -> list:
+    """One whole request: upload, queued call, event stream to completion, output images fetched.
+
+    `inputs`: the endpoint's other inputs after the file (for `predict`: the classical variant, None for the
+    default)."""
     with path.open("rb") as handle:
         uploaded = client.post("gradio_api/upload", files={"files": handle})
     uploaded.raise_for_status()
-    data = [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}]
+    data = [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}, *inputs]
     call = client.post(f"gradio_api/call/{endpoint}", json={"data": data})
     call.raise_for_status()
     event = None

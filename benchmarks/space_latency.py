@@ -5,7 +5,8 @@
 Cold start: from launching `python space/app.py` to its first answered request. Then --requests
 requests, one after another, with real scans of the bundled sample, over Gradio's HTTP API (upload,
 queued call, event stream, output images fetched: `space_http.py`). Then, to show
-where the time goes: the app's own work (`space.ui.analyse` called in this process), the same
+where the time goes: the app's own work (`space.ui.predict` called in this process, decoding in a
+worker process as the app does), the models alone (one decoded scan through both), the same
 request through gradio_client, and both protocols' floor (a trivial endpoint that takes an uploaded
 file and returns "ok").
 """
@@ -18,15 +19,12 @@ import httpx
 import numpy as np
 from gradio_client import Client, handle_file
 
-from space.engine import Models
-from space.ui import analyse
+from octcore.imaging import read_scan
+from space.engine import Models, classify
+from space.ui import predict as predict_in_process
+from space.uploads import DecodedFrame
+from space.workers import DecodePool
 from space_http import SCANS, predict, start_space, wait_until_answering
-
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--vit", required=True)
-parser.add_argument("--baseline", required=True)
-parser.add_argument("--requests", type=int, default=50)
-args = parser.parse_args()
 
 
 def timed_ms(function, repeats: int) -> np.ndarray:
@@ -44,34 +42,54 @@ def show(what: str, ms: np.ndarray) -> None:
     print(f"{what}: p50 {np.median(ms):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms")
 
 
-server, url = start_space(args.vit, args.baseline)
-try:
-    print(f"cold start to first answer: {wait_until_answering(server, url)[0]:.1f} s")
-    with httpx.Client(base_url=url, timeout=60) as http:
-        show(
-            f"whole request over the HTTP API ({args.requests} requests)",
-            timed_ms(lambda i: predict(http, SCANS[i % len(SCANS)]), args.requests),
-        )
-    client = Client(url, verbose=False)
-    show(
-        "whole request through gradio_client",
-        timed_ms(lambda i: client.predict(handle_file(str(SCANS[i % len(SCANS)])), api_name="/predict"), 20),
-    )
-finally:
-    server.terminate()
-    server.wait(timeout=30)
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vit", required=True)
+    parser.add_argument("--baseline", required=True, help="the classical model folder (the first, if several)")
+    parser.add_argument("--requests", type=int, default=50)
+    args = parser.parse_args()
 
-models = Models(args.vit, args.baseline)
-show("the app's own work (analyse, in process)", timed_ms(lambda i: analyse(str(SCANS[i % len(SCANS)]), models), 20))
-with gr.Blocks() as echo:
-    upload, reply = gr.File(), gr.Textbox()
-    upload.change(lambda path: "ok", upload, reply, api_name="echo")
-_, url, _ = echo.queue().launch(prevent_thread_lock=True, quiet=True)
-with httpx.Client(base_url=url, timeout=60) as http:
-    show("floor, trivial endpoint over HTTP", timed_ms(lambda i: predict(http, SCANS[0], "echo"), 20))
-floor = Client(url, verbose=False)
-show(
-    "floor, trivial endpoint through gradio_client",
-    timed_ms(lambda i: floor.predict(handle_file(str(SCANS[0])), api_name="/echo"), 20),
-)
-echo.close()
+    server, url = start_space(args.vit, args.baseline)
+    try:
+        print(f"cold start to first answer: {wait_until_answering(server, url)[0]:.1f} s")
+        with httpx.Client(base_url=url, timeout=60) as http:
+            show(
+                f"whole request over the HTTP API ({args.requests} requests)",
+                timed_ms(lambda i: predict(http, SCANS[i % len(SCANS)]), args.requests),
+            )
+        client = Client(url, verbose=False)
+        show(
+            "whole request through gradio_client",
+            timed_ms(lambda i: client.predict(handle_file(str(SCANS[i % len(SCANS)])), None, api_name="/predict"), 20),
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    models, pool = Models(args.vit, args.baseline), DecodePool(size=1).start()
+    show(
+        "the app's own work (predict, in process)",
+        timed_ms(lambda i: predict_in_process(str(SCANS[i % len(SCANS)]), None, models, pool), 20),
+    )
+    pool.close()
+    scans = [read_scan(path) for path in SCANS]
+    show(
+        "the models alone (decoded scan, prediction and maps)",
+        timed_ms(lambda i: classify(DecodedFrame("scan", scans[i % len(scans)].gray), models.chosen()), 20),
+    )
+    with gr.Blocks() as echo:
+        upload, reply = gr.File(), gr.Textbox()
+        upload.change(lambda path: "ok", upload, reply, api_name="echo")
+    _, url, _ = echo.queue().launch(prevent_thread_lock=True, quiet=True)
+    with httpx.Client(base_url=url, timeout=60) as http:
+        show("floor, trivial endpoint over HTTP", timed_ms(lambda i: predict(http, SCANS[0], "echo"), 20))
+    floor = Client(url, verbose=False)
+    show(
+        "floor, trivial endpoint through gradio_client",
+        timed_ms(lambda i: floor.predict(handle_file(str(SCANS[0])), api_name="/echo"), 20),
+    )
+    echo.close()
+
+
+if __name__ == "__main__":  # the decode pool's workers start from a clean process that imports this module
+    main()

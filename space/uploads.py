@@ -22,11 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from octcore.imaging import DECODE_SIZE, FORMATS, MAX_BYTES, MAX_PIXELS, ScanError, read_scan
+from octcore.imaging import DECODE_SIZE, FORMATS, MAX_BYTES, ScanError, read_scan
 
 MAX_FRAMES = 128  # frames classified per DICOM
 MAX_ZIP_FILES = 200  # files read from one zip
 MAX_ZIP_TOTAL = 256 * 1024**2  # uncompressed bytes read from one zip
+# Decoded pixels per frame: B-scans are at most a few megapixels, and a frame at this limit takes ~350 MB to decode
+# and classify (float copies), so one request stays well under 1 GB. (octcore.imaging.MAX_PIXELS, the loader's
+# own bomb guard, is looser: training data is trusted more than an anonymous upload.)
+MAX_FRAME_PIXELS = 16_000_000
 MAX_REQUEST_PIXELS = 200_000_000  # decoded pixels per request, over all its frames
 MAX_JPEG_SCANS = 40  # a progressive JPEG has about ten; thousands make a CPU bomb
 ASPECT = (1 / 8, 16)  # width / height outside this is no scan (and would make absurd pictures)
@@ -116,8 +120,10 @@ def _image(data: bytes, name: str, budget: Budget) -> DecodedFrame:
 
 
 def _check_shape(width: int, height: int, name: str) -> None:
-    if width * height > MAX_PIXELS:
-        raise ScanError(name, f"the image is {width}x{height} pixels, more than {MAX_PIXELS:,}")
+    if width * height > MAX_FRAME_PIXELS:
+        raise ScanError(
+            name, f"the image is {width}x{height} pixels, more than {MAX_FRAME_PIXELS:,}; no B-scan is that large"
+        )
     if not ASPECT[0] <= width / max(height, 1) <= ASPECT[1]:
         raise ScanError(name, f"the image is {width}x{height} pixels; no B-scan is that narrow or that wide")
 
@@ -195,8 +201,11 @@ def _zip(data: bytes, name: str, budget: Budget) -> Iterator[DecodedFrame]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [m for m in archive.infolist() if not m.is_dir()]
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        yield DecodedFrame(name, error=f"cannot read zip {name}: {e}")
+    except Exception as e:  # zipfile raises many types on a damaged directory (NotImplementedError for a bad version)
+        yield DecodedFrame(name, error=f"cannot read zip {name}: {type(e).__name__}: {e}"[:300])
+        return
+    if not members:
+        yield DecodedFrame(name, error=f"cannot read zip {name}: there is no file in it")
         return
     total = 0
     for member in members[:MAX_ZIP_FILES]:

@@ -73,3 +73,12 @@ def test_zip_bombs_are_refused_without_expanding():
         frames = list(iter_upload(bomb, "bomb.zip"))
         assert len(frames) == 1 and frames[0].gray is None
         assert ("zip bomb" in frames[0].error) if not lying else ("cannot read" in frames[0].error)
+
+
+def test_inputs_the_long_campaign_found_get_a_message():
+    """Regressions from `benchmarks/fuzz_inputs.py` (seed-index of the input): a zip directory claiming a version
+    zipfile does not implement (0-26402), and a zip with no file in it (0-257)."""
+    for kind, seed in (("mutated zip", "0-26402"), ("zip directory field", "0-257")):
+        data = hostile_file(kind, random.Random(seed))
+        frames = list(iter_upload(data, "upload.zip"))
+        assert frames and all((f.gray is None) != (f.error is None) for f in frames)

@@ -2,12 +2,14 @@
 its headers before it expands, or decoded one frame at a time within the request's budget; and a decode that
 runs past its time budget is stopped (its worker ended), the visitor told, the next request served."""
 
+import io
 import os
+import zipfile
 
 import numpy as np
 
 import hostile
-from space.uploads import MAX_BYTES, MAX_JPEG_SCANS, Budget, iter_upload, jpeg_scans
+from space.uploads import MAX_BYTES, MAX_FRAME_PIXELS, MAX_JPEG_SCANS, Budget, iter_upload, jpeg_scans
 from space.workers import DecodePool
 
 
@@ -82,3 +84,18 @@ def test_a_worker_whose_memory_grew_is_replaced_after_its_request(a_scan, monkey
         assert list(pool.frames(a_scan))[0].gray is not None  # a fresh worker took its place
     finally:
         pool.close()
+
+
+def test_an_empty_zip_gets_a_message_not_an_empty_table():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("folder/", b"")  # a directory entry only
+    (frame,) = list(iter_upload(buffer.getvalue(), "empty.zip"))
+    assert frame.gray is None and "no file in it" in frame.error
+
+
+def test_a_frame_over_the_spaces_pixel_limit_is_refused_from_its_header():
+    (frame,) = frames(hostile.flat_png(4001, 4000))
+    assert frame.gray is None and f"more than {MAX_FRAME_PIXELS:,}" in frame.error
+    (at_limit,) = frames(hostile.flat_png(4000, 4000))
+    assert at_limit.gray is not None and at_limit.gray.size == MAX_FRAME_PIXELS
