@@ -3,7 +3,7 @@
     python docs/make_figures.py --vit runs/compare/vit --baseline runs/compare/hog-lbp-svm [--data examples/sample]
 
 One scan per class: the scan, the flattened retina band the classical model sees, its HOG and its
-LBP codes (classical_view.png); the ViT's attention rollout over the same scans (vit_attention.png).
+LBP codes (classical_view.png); where the ViT's class token looked on the same scans (vit_attention.png).
 """
 
 import argparse

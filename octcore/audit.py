@@ -99,10 +99,16 @@ def audit(
     }
 
 
+SOURCES = {  # how the report's split source reads in a sentence
+    "folders": "the dataset's own train/val/test folders",
+    "none (flat layout)": "one folder per class, no splits",
+}
+
+
 def format_report(report: dict) -> str:
     """The report as a short text a person reads in a terminal (and the README quotes)."""
     lines = [
-        f"Audit of {report['data']} ({report['layout']} layout; splits from {report['split_source']})",
+        f"Audit of {report['data']} ({SOURCES.get(report['split_source'], 'splits from ' + report['split_source'])})",
         f"{report['n_images']} images, {report['n_patients']} distinct patients",
         "",
     ]
