@@ -166,9 +166,14 @@ def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None
         )
     answer_html = verdict(answer) + bars(answer)
     if frame.withheld:
+        why = (
+            f"this image is outside what {html.escape(name)} can judge"
+            if answer.prediction.flagged
+            else "the page withholds every answer for this image (see above)"
+        )
         answer_html = (
-            f"<p class='verdict withheld'>No answer: this image is outside what {html.escape(name)} can "
-            f"judge.</p><details><summary>Show the model's guesses anyway</summary>{answer_html}</details>"
+            f"<p class='verdict withheld'>No answer: {why}.</p>"
+            f"<details><summary>Show the model's guesses anyway</summary>{answer_html}</details>"
         )
     return (
         f"<section class='panel'><h3>{html.escape(name)} <small>{kind} · {answer.ms:.0f} ms</small></h3>"

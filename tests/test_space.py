@@ -109,6 +109,23 @@ def test_a_scan_of_a_condition_the_model_was_not_taught_is_withheld(model_withou
     assert "No answer" in out[CLASSICAL_PANEL]
 
 
+def test_a_withheld_panel_says_which_model_objected():
+    """When one model finds a scan out of its scope, the other model's panel does not claim the same of itself."""
+    from models.base import Prediction
+    from space.engine import Answer, Frame
+    from space.render import model_panel
+
+    proba = np.array([0.1, 0.8, 0.05, 0.05])
+    frame = Frame(
+        "scan", results={"ViT": Answer(Prediction(proba), 1), "SVM": Answer(Prediction(proba, flagged=True), 1)}
+    )
+    assert frame.withheld
+    vit, svm = (model_panel(name, "kind", frame.results[name], frame) for name in ("ViT", "SVM"))
+    assert "outside what SVM can judge" in svm and "withholds every answer" not in svm
+    assert "outside what ViT" not in vit and "withholds every answer" in vit
+    assert "<details>" in vit and "<details>" in svm
+
+
 def test_dicom_frames_are_all_classified_and_the_most_urgent_is_shown(models, sample, tmp_path):
     scans = [
         np.asarray(Image.open(p).convert("L").resize((512, 248)))
