@@ -241,6 +241,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                     summary = gr.HTML(elem_id="summary")
                     scan = gr.Image(
                         label="Your scan, as the models received it",
+                        format="jpeg",  # Gradio's default, WebP, takes ~30 ms to encode a scan; JPEG under 1 ms
                         height=200,
                         interactive=False,
                         elem_id="scan",
