@@ -99,10 +99,10 @@ def _image(data: bytes, name: str, budget: Budget) -> DecodedFrame:
                         f"the JPEG holds more than {MAX_JPEG_SCANS} scans, which no scan needs "
                         "(a file made to keep the server busy)",
                     )
-                scale = 1  # libjpeg's reduced-scale decode: the largest of 1/2, 1/4, 1/8 that keeps DECODE_SIZE
-                while scale < 8 and width // (2 * scale) >= DECODE_SIZE[1] and height // (2 * scale) >= DECODE_SIZE[0]:
-                    scale *= 2
-                width, height = -(-width // scale), -(-height // scale)
+                # The size read_scan will decode it at: libjpeg's reduced scale, as octcore.imaging asks for it
+                # (draft configures the decoder from the header; nothing is decoded here).
+                header.draft(header.mode, DECODE_SIZE[::-1])
+                width, height = header.size
         _check_shape(width, height, name)
         budget.take(width * height, name)
         scan = read_scan(data, name)
