@@ -23,7 +23,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import hostile  # noqa: E402
-from space_http import SCANS, SpaceError, predict, start_space, wait_until_answering  # noqa: E402
+from space_http import SCANS, SpaceError, call, predict, start_space, wait_until_answering  # noqa: E402
 
 FAMILIES = {  # name: (file name as uploaded, how to make it, endpoint)
     "zip of 16 PNGs at the pixel limit (Batch)": ("pngs.zip", lambda: hostile.zip_of_big_pngs(16), "batch"),
@@ -97,23 +97,6 @@ def send(url: str, path: Path, endpoint: str) -> tuple[float, str]:
         except SpaceError as e:
             answer = "refused: " + e.args[0][:110]
     return time.perf_counter() - began, answer
-
-
-def call(client: httpx.Client, endpoint: str, data: list) -> list:
-    """A queued call with already-uploaded inputs, read to completion (as space_http.predict does)."""
-    import json
-
-    event_id = client.post(f"gradio_api/call/{endpoint}", json={"data": data}).json()["event_id"]
-    event = None
-    with client.stream("GET", f"gradio_api/call/{endpoint}/{event_id}") as stream:
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
-                if event == "error":
-                    raise SpaceError(line[5:].strip())
-                return json.loads(line[5:])
-    raise SpaceError("the event stream ended without a result")
 
 
 def strip_tags(html: str) -> str:

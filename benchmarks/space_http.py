@@ -75,23 +75,25 @@ def predict(
     with path.open("rb") as handle:
         uploaded = client.post("gradio_api/upload", files={"files": handle})
     uploaded.raise_for_status()
-    data = [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}, *inputs]
-    call = client.post(f"gradio_api/call/{endpoint}", json={"data": data})
-    call.raise_for_status()
-    event = None
-    with client.stream("GET", f"gradio_api/call/{endpoint}/{call.json()['event_id']}") as stream:
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == "complete":
-                outputs = json.loads(line[5:])
-                break
-            elif line.startswith("data:") and event == "error":
-                raise SpaceError(line[5:].strip())
-        else:
-            raise SpaceError("the event stream ended without a result")
+    outputs = call(client, endpoint, [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}, *inputs])
     if fetch:
         for output in outputs:
             if isinstance(output, dict) and output.get("url"):
                 client.get(output["url"]).raise_for_status()
     return outputs
+
+
+def call(client: httpx.Client, endpoint: str, data: list) -> list:
+    """A queued call with inputs already uploaded, its event stream read to the result (or SpaceError)."""
+    started = client.post(f"gradio_api/call/{endpoint}", json={"data": data})
+    started.raise_for_status()
+    event = None
+    with client.stream("GET", f"gradio_api/call/{endpoint}/{started.json()['event_id']}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event == "complete":
+                return json.loads(line[5:])
+            elif line.startswith("data:") and event == "error":
+                raise SpaceError(line[5:].strip())
+    raise SpaceError("the event stream ended without a result")
