@@ -10,9 +10,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.kernel_approximation import Nystroem
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
+
+from octcore.data import row_parts
 
 SOLVERS = ("rbf", "nystroem", "linear")
 EXACT_LIMIT = 10_000  # 'auto' uses the exact kernel SVM below this many training scans
@@ -74,19 +76,53 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
         both = X.reshape(-1, X.shape[-1])  # each scan's views (the scan and its mirror image), side by side
         y, groups = np.repeat(y, X.shape[1]), np.repeat(groups, X.shape[1])
         self.solver_, svm = self._svm(X.shape[0], X.shape[-1])
-        if not self.calibration_folds:
-            self.model_ = svm.fit(both, y)
-        else:
+        splits = None
+        if self.calibration_folds:
             folds = StratifiedGroupKFold(self.calibration_folds, shuffle=True, random_state=self.random_state)
             splits = list(folds.split(both, y, groups))
+        if self.solver_ == "nystroem":
+            self.model_ = self._fit_by_parts(svm, both, y, splits)
+        elif splits is None:
+            self.model_ = svm.fit(both, y)
+        else:
             self.model_ = CalibratedClassifierCV(svm, method="sigmoid", cv=splits, ensemble=False).fit(both, y)
         self.classes_, self.n_features_in_ = self.model_.classes_, X.shape[-1]
         return self
 
+    def _fit_by_parts(self, svm: Pipeline, both: np.ndarray, y: np.ndarray, splits: list | None) -> Pipeline:
+        """The Nystroem pipeline at full-dataset scale, in memory a small multiple of the features themselves.
+
+        The scaling and the kernel map learn no labels, so they are fitted once on every training row, by parts
+        (StandardScaler works in float64, which would double a whole dataset's features at once), and the rows
+        are mapped part by part to n_components columns; only the linear SVM is refitted per calibration fold.
+        Calibrating the whole pipeline instead, as for the exact SVM, copied and upcast the features in every fold:
+        about 2.5 times their size again, past 24 GB on the full dataset.
+        """
+        scaler, kernel, linear = (step for _, step in svm.steps)
+        for part in row_parts(len(both)):
+            scaler.partial_fit(both[part])
+        basis = np.random.default_rng(self.random_state).choice(len(both), kernel.n_components, replace=False)
+        kernel.fit(scaler.transform(both[np.sort(basis)]))
+        # float64, the type liblinear reads: the final fit then reads this array itself, not a converted copy.
+        mapped = np.empty((len(both), kernel.n_components), dtype=np.float64)
+        for part in row_parts(len(both)):
+            mapped[part] = kernel.transform(scaler.transform(both[part]))
+        if splits is not None:
+            linear = CalibratedClassifierCV(linear, method="sigmoid", cv=splits, ensemble=False)
+        return Pipeline([*svm.steps[:-1], ("svm", linear.fit(mapped, y))])
+
+    def _decisions(self) -> Pipeline:
+        """The fitted scaler, kernel map and SVM without Platt's calibration: what gives decision values."""
+        if isinstance(self.model_, CalibratedClassifierCV):  # exact and linear SVMs: the whole pipeline calibrated
+            return self.model_.calibrated_classifiers_[0].estimator
+        if isinstance(self.model_[-1], CalibratedClassifierCV):  # Nystroem: only its linear SVM calibrated
+            return Pipeline([*self.model_.steps[:-1], ("svm", self.model_[-1].calibrated_classifiers_[0].estimator)])
+        return self.model_
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
-        svm = self.model_ if not self.calibration_folds else self.model_.calibrated_classifiers_[0].estimator
-        return svm.decision_function(X.reshape(-1, X.shape[-1])).reshape(X.shape[0], X.shape[1], -1).mean(axis=1)
+        decisions = self._decisions().decision_function(X.reshape(-1, X.shape[-1]))
+        return decisions.reshape(X.shape[0], X.shape[1], -1).mean(axis=1)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if not self.calibration_folds:
@@ -99,8 +135,8 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
         """(n, d) the standardised features the SVM reads, averaged over each scan's two views: what the
         out-of-scope detector measures distances in."""
         X = np.asarray(X)
-        svm = self.model_ if not self.calibration_folds else self.model_.calibrated_classifiers_[0].estimator
-        return svm[0].transform(X.reshape(-1, X.shape[-1])).reshape(X.shape[0], X.shape[1], -1).mean(axis=1)
+        scaled = self._decisions()[0].transform(X.reshape(-1, X.shape[-1]))
+        return scaled.reshape(X.shape[0], X.shape[1], -1).mean(axis=1)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         scores = self.predict_proba(X) if self.calibration_folds else self.decision_function(X)

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from baselines.cache import cached_features
 from baselines.features import KINDS, FeatureSettings
 from baselines.io import save_model_folder
@@ -24,7 +26,7 @@ from models.card import TRAINING_FILE
 from models.classical import FORMAT, embed
 from models.push import push_model
 from models.scope import fit_calibration, test_summary
-from octcore.data import DataError, describe_data, discover, split_scans, targets
+from octcore.data import SPLITS, DataError, describe_data, discover, split_scans, targets
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate, with_ci
@@ -76,20 +78,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"split: {split.source}")
-    train_idx, test_idx, groups = split.indices("train"), split.indices("test"), split.groups
+    # The scans in split order, so each part's features are a slice (a view) of one array: on the full dataset a
+    # copy of the training part's would be another 5.7 GB. Scans of no part ('excluded') are left out.
+    order = [i for name in SPLITS for i in split.indices(name)]
+    used, groups = [scans[i] for i in order], split.groups[order]
+    ends = np.cumsum([len(split.indices(name)) for name in SPLITS])
+    train_idx, val_idx, test_idx = slice(0, ends[0]), slice(ends[0], ends[1]), slice(ends[1], ends[2])
 
     # 2. Features, cached.
     settings = FeatureSettings(kind=args.features, flatten=not args.no_flatten)
     start = time.perf_counter()
     try:
         X = cached_features(
-            scans, settings, Path(args.cache_dir) if args.cache_dir else None, progress, args.cache_every
+            used, settings, Path(args.cache_dir) if args.cache_dir else None, progress, args.cache_every
         )
     except ScanError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    y, patients = targets(scans)
-    print(f"features: {len(scans):,} scans in {time.perf_counter() - start:.0f} s ({X.shape[-1]:,} per view)")
+    y, patients = targets(used)
+    print(f"features: {len(used):,} scans in {time.perf_counter() - start:.0f} s ({X.shape[-1]:,} per view)")
 
     # 3. Choose C and gamma by patient-grouped CV on the training patients (unless both are given),
     #    fit on train, evaluate on the test patients.
@@ -109,13 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     model = OCTSVMClassifier(args.solver, search["C"], search["gamma_scale"], random_state=args.seed)
     start = time.perf_counter()
     model.fit(X[train_idx], y[train_idx], groups[train_idx])
-    print(
-        f"fit: {model.solver_} SVM with calibration on {len(train_idx):,} scans in {time.perf_counter() - start:.0f} s"
-    )
+    print(f"fit: {model.solver_} SVM with calibration on {ends[0]:,} scans in {time.perf_counter() - start:.0f} s")
 
     # 4. Temperature and out-of-scope detector from the training and validation scans; figures on the test patients.
     logits, features = embed(model, X)
-    val_idx = split.indices("val")
     calibration = fit_calibration(
         features[train_idx],
         y[train_idx],
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "C": search["C"],
         "gamma_scale": search["gamma_scale"],
         "search": {"grid": grid, "cv_accuracy": search["cv_accuracy"]},
-        "n_train": len(train_idx),
+        "n_train": int(ends[0]),
         "seed": args.seed,
     }
     record = {

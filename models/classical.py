@@ -22,6 +22,7 @@ from baselines.features import (
 )
 from models.base import Classification, ModelFormatError, Prediction, UntrustedModelError
 from models.scope import Calibration
+from octcore.data import row_parts
 from octcore.imaging import ScanInput, read_scan
 from octcore.labels import CLASSES
 
@@ -39,10 +40,14 @@ TRUSTED_TYPES = {
 
 def embed(estimator, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Logits (the log of the Platt-calibrated probabilities, averaged over the two views) and the scaled
-    features the out-of-scope detector reads, from (n, 2, d) feature pairs: for the trainer and the loader."""
+    features the out-of-scope detector reads, from (n, 2, d) feature pairs: for the trainer and the loader.
+    Taken a part at a time, so a whole dataset's features are never scaled (copied) at once."""
     proba = np.zeros((len(features), len(CLASSES)))
-    proba[:, estimator.classes_] = estimator.predict_proba(features)  # a class absent from training: column of 0
-    return np.log(np.clip(proba, 1e-12, 1)), estimator.scaled(features)
+    scaled = np.empty((len(features), features.shape[-1]), dtype=np.float32)
+    for part in row_parts(len(features)):
+        proba[part, estimator.classes_] = estimator.predict_proba(features[part])  # a class not trained: 0
+        scaled[part] = estimator.scaled(features[part])
+    return np.log(np.clip(proba, 1e-12, 1)), scaled
 
 
 class ClassicalModel:

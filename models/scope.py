@@ -22,11 +22,14 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from octcore.data import row_parts
+
 CALIBRATION_FILE, SCOPE_FILE = "calibration.json", "out_of_scope.safetensors"
 ACCEPT = 0.95  # share of new in-scope scans the threshold accepts, on average
 # Principal components the distance is measured in, per kind of model: chosen on validation scans with a
 # class left out of training (benchmarks/out_of_scope.py --choose).
 COMPONENTS = {"vit": 128, "classical": 32}
+PCA_ROWS = 20_000  # training scans the principal axes are fitted on, at most
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -51,6 +54,19 @@ def unit(features: np.ndarray) -> np.ndarray:
     return features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
 
 
+def _as_float64(features: np.ndarray, unit_length: bool) -> np.ndarray:
+    return unit(features) if unit_length else np.asarray(features, dtype=np.float64)
+
+
+def project(features: np.ndarray, mean: np.ndarray, axes: np.ndarray, unit_length: bool) -> np.ndarray:
+    """(n, k) coordinates on the principal axes, a part at a time: a float64 copy of a whole dataset's
+    features (6 GB for the classical model's on the full dataset) is never made."""
+    z = np.empty((len(features), len(axes)))
+    for part in row_parts(len(features)):
+        z[part] = (_as_float64(features[part], unit_length) - mean) @ axes.T
+    return z
+
+
 @dataclass
 class OutOfScope:
     """Mahalanobis distance to the nearest class mean, in a principal-component space of the features."""
@@ -62,12 +78,9 @@ class OutOfScope:
     threshold: float = float("inf")
     unit_length: bool = True  # features scaled to unit length first
 
-    def _scaled(self, features: np.ndarray) -> np.ndarray:
-        return unit(features) if self.unit_length else np.asarray(features, dtype=np.float64)
-
     def score(self, features: np.ndarray) -> np.ndarray:
         """(n,) distances; higher means further from everything the model was taught."""
-        z = (self._scaled(features) - self.mean) @ self.components.T
+        z = project(features, self.mean, self.components, self.unit_length)
         gaps = z[:, None, :] - self.class_means[None]
         return np.sqrt(np.einsum("ncj,jk,nck->nc", gaps, self.precision, gaps).min(axis=1))
 
@@ -75,11 +88,18 @@ class OutOfScope:
     def fit(
         cls, features: np.ndarray, labels: np.ndarray, components: int = 64, unit_length: bool = True
     ) -> "OutOfScope":
-        features, labels = (unit(features) if unit_length else np.asarray(features, np.float64)), np.asarray(labels)
-        mean = features.mean(axis=0)
-        _, _, axes = np.linalg.svd(features - mean, full_matrices=False)
+        """The principal axes come from at most PCA_ROWS training scans (all of them up to that size), drawn at
+        random: the leading axes are stable long before that, and an SVD of the full dataset's classical
+        features would need tens of GB. The mean, class means and covariance use every scan."""
+        features, labels = np.asarray(features), np.asarray(labels)
+        mean = sum(_as_float64(features[part], unit_length).sum(axis=0) for part in row_parts(len(features)))
+        mean = mean / len(features)
+        rows = np.arange(len(features))
+        if len(rows) > PCA_ROWS:
+            rows = np.sort(np.random.default_rng(0).choice(len(rows), PCA_ROWS, replace=False))
+        _, _, axes = np.linalg.svd(_as_float64(features[rows], unit_length) - mean, full_matrices=False)
         axes = axes[: min(components, len(features) - 1, features.shape[1])]
-        z = (features - mean) @ axes.T
+        z = project(features, mean, axes, unit_length)
         classes = np.unique(labels)
         class_means = np.stack([z[labels == c].mean(axis=0) for c in classes])
         centred = z - class_means[np.searchsorted(classes, labels)]

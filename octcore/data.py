@@ -32,6 +32,7 @@ OFFICIAL_SPLITS = ("train", "val", "test")
 SPLITS = ("train", "val", "test")
 EXCLUDED = "excluded"  # images of test patients found outside the official test folder
 SPLIT_FORMAT = "octcore-split/1"
+PART_ROWS = 4096  # rows of a dataset's feature arrays taken at a time by row_parts
 _NAME = re.compile(r"^(?P<label>[A-Za-z]+)-(?P<patient>[A-Za-z0-9_]+)-(?P<number>\d+)$")
 
 
@@ -139,6 +140,12 @@ def fingerprint(path: Path) -> tuple[str | None, str | None]:
     except ScanError as e:
         return None, e.reason
     return hashlib.blake2b(pixels.tobytes() + str(pixels.shape).encode(), digest_size=16).hexdigest(), None
+
+
+def row_parts(n: int, rows: int = PART_ROWS) -> list[slice]:
+    """Slices of `rows` rows covering n: how a whole dataset's arrays are scaled, mapped or projected a part at a
+    time, so that no full-size temporary (a float64 copy, a scaled copy) is ever made."""
+    return [slice(start, start + rows) for start in range(0, n, rows)]
 
 
 def parallel_imap(function, items: list, desc: str, workers: int | None = None, progress: bool = True) -> Iterator:
