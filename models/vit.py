@@ -7,7 +7,9 @@ class token's attention to each patch (`class_token_attention`); the ONNX export
 the graph, so the explanation costs no second pass.
 """
 
+import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from models.scope import Calibration
 from octcore.imaging import ScanInput, read_scan, to_image
 from octcore.labels import CLASSES
 
-ONNX_DIR, ONNX_FP32, ONNX_INT8 = "onnx", "model.onnx", "model_int8.onnx"
+ONNX_DIR, ONNX_FP32, ONNX_INT8, ONNX_CHECK = "onnx", "model.onnx", "model_int8.onnx", "check.json"
 ONNX_OUTPUTS = ("logits", "attention", "features")
 HUB_FILES = ["*.json", "*.md", "*.safetensors", f"{ONNX_DIR}/{ONNX_INT8}"]  # never a pickle (calibration included)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -95,6 +97,12 @@ class ViTModel:
                 raise ModelFormatError(
                     f"{onnx_file} was exported by an older version: export it again with python -m train.export_onnx"
                 )
+            # int8 arithmetic moves the features a little, so the export refits the out-of-scope threshold on the
+            # int8 model's own validation features (train.export_onnx), so that it keeps its promise on in-scope scans.
+            check = folder / ONNX_DIR / ONNX_CHECK
+            refit = json.loads(check.read_text()).get("out_of_scope") if check.is_file() else None
+            if refit and self.calibration.out_of_scope is not None:
+                self.calibration.out_of_scope = replace(self.calibration.out_of_scope, threshold=refit["threshold"])
         else:
             import torch
             from transformers import AutoModelForImageClassification

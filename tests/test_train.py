@@ -16,6 +16,8 @@ from safetensors.numpy import load_file
 
 from conftest import ROOT, SAMPLE, assert_no_local_paths, copy_scan
 from models import UnsafeModelError, load_model
+from models.scope import ACCEPT
+from octcore.data import discover, load_split, select
 from train import export_onnx
 
 
@@ -170,6 +172,14 @@ def test_int8_onnx_export_agrees_with_pytorch(trained, small_data):
     fast, reference = load_model(trained), load_model(trained, backend="torch")
     assert fast.backend == "onnx"
     np.testing.assert_allclose(fast.predict_proba(scans), reference.predict_proba(scans), atol=0.05)
+    # The int8 model's out-of-scope threshold is its own, refitted on the validation scans it passes.
+    refit = check["out_of_scope"]
+    assert refit["threshold"] != refit["float32_threshold"] == reference.calibration.out_of_scope.threshold
+    assert fast.calibration.out_of_scope.threshold == refit["threshold"]
+    everything = discover(small_data)
+    val = [s.path for s in select(everything, load_split(trained / "split.json", everything), "val")]
+    assert f"({len(val)} scans)" in refit["fitted_on"]
+    assert fast.classify(val).flagged.mean() <= 1 - ACCEPT
 
 
 def test_unreadable_scan_stops_training_with_its_reason(small_data, tiny_base, tmp_path, capsys):

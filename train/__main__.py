@@ -364,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             f"temperature {calibration.temperature:.2f}; saved {out}"
         )
         if args.push_to_hub:
-            if not export_and_check(out, [s.path for s in test_scans])["passed"]:
+            val_scans = [s.path for s in select(scans, split.names, "val")]
+            if not export_and_check(out, [s.path for s in test_scans], val_scans=val_scans)["passed"]:
                 accelerator.print("the int8 export did not pass its check: the pushed model runs in PyTorch")
             push_model(out, args.push_to_hub)
             accelerator.print(f"uploaded to https://huggingface.co/{args.push_to_hub}")

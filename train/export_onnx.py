@@ -8,12 +8,14 @@ are classified by both, one scan at a time as the Space does. Tolerance: mean ab
 difference <= MAX_MEAN_PROB_DIFF, and the same top-1 label on at least MIN_AGREEMENT of the scans
 PyTorch is not torn on (top-two margin >= CONFIDENT_MARGIN), at least one such scan allowed to
 differ; otherwise the export is put aside and the command exits 1 (the model then runs in PyTorch).
-The figures go to DIR/onnx/check.json.
+An export that passes gets its own out-of-scope threshold, refitted on the int8 model's features of
+the validation split, as the trainer fitted the float32 one. The figures go to DIR/onnx/check.json.
 """
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from transformers import AutoModelForImageClassification
 
 from models import load_model
 from models.timing import one_scan_latency
-from models.vit import ONNX_DIR, ONNX_FP32, ONNX_INT8, ONNX_OUTPUTS, explained
+from models.vit import ONNX_CHECK, ONNX_DIR, ONNX_FP32, ONNX_INT8, ONNX_OUTPUTS, explained
 from octcore.data import discover, load_split, select
 
 MAX_MEAN_PROB_DIFF, CONFIDENT_MARGIN, MIN_AGREEMENT = 0.02, 0.1, 0.98
@@ -80,15 +82,33 @@ def agreement(folder: Path, scans: list, threads: int) -> dict:
     }
 
 
+def int8_threshold(folder: Path, val_scans: list, threads: int) -> dict | None:
+    """The out-of-scope threshold refitted on the int8 model's features of the validation scans (the same
+    split-conformal rule as the float32 one): its features differ a little, and so do its distances."""
+    fast = load_model(folder, "onnx", threads)
+    scope = fast.calibration.out_of_scope
+    if scope is None:
+        return None
+    features = np.concatenate([fast.embed(val_scans[i : i + 32])[1] for i in range(0, len(val_scans), 32)])
+    return {
+        "threshold": replace(scope).with_threshold(features).threshold,
+        "float32_threshold": scope.threshold,
+        "fitted_on": f"validation split ({len(val_scans)} scans), the int8 model's features",
+    }
+
+
 def allowed_disagreements(n_confident: int) -> int:
     """How many confident scans may change label: MIN_AGREEMENT's share, and at least one, so that a check
     on a few dozen scans (the quick start's) is not failed by a single borderline scan."""
     return max(1, int((1 - MIN_AGREEMENT) * n_confident))
 
 
-def export_and_check(folder: Path, test_scans: list | None = None, threads: int = 2) -> dict:
+def export_and_check(
+    folder: Path, test_scans: list | None = None, threads: int = 2, val_scans: list | None = None
+) -> dict:
     """Export, then (with test scans) check against PyTorch: an export outside the tolerance is put aside
-    as REJECTED so nothing serves it. The report, also written to onnx/check.json; report["passed"]."""
+    as REJECTED so nothing serves it; one that passes gets its out-of-scope threshold refitted on the
+    validation scans, when given. The report, also written to onnx/check.json; report["passed"]."""
     path = export(folder)
     report = {
         "tolerance": {
@@ -114,7 +134,9 @@ def export_and_check(folder: Path, test_scans: list | None = None, threads: int 
         )
     else:
         report["passed"] = True  # nothing to check against: exported, not verified
-    (folder / ONNX_DIR / "check.json").write_text(json.dumps(report, indent=2))
+    if report["passed"] and val_scans:
+        report["out_of_scope"] = int8_threshold(folder, val_scans, threads)
+    (folder / ONNX_DIR / ONNX_CHECK).write_text(json.dumps(report, indent=2))
     if not report["passed"]:
         path.replace(path.with_name(REJECTED))  # so nothing serves it: load_model falls back to PyTorch
     return report
@@ -128,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folder = Path(args.model)
     try:
-        test = None
+        test = val = None
         if args.data:
             scans = discover(args.data)
-            test = [s.path for s in select(scans, load_split(folder / "split.json", scans), "test")]
-        report = export_and_check(folder, test, args.threads)
+            split = load_split(folder / "split.json", scans)
+            test, val = ([s.path for s in select(scans, split, name)] for name in ("test", "val"))
+        report = export_and_check(folder, test, args.threads, val)
     except (OSError, ValueError, KeyError) as e:  # no folder, no config, not an image classifier, no processor
         print(
             f"error: {folder} is not a model folder written by python -m train ({type(e).__name__}: {e})",
