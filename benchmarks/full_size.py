@@ -1,7 +1,7 @@
 """Full-size readiness: every data stage over a dataset the size of Kermany's (84,484 scans), with its
 wall time and peak memory.
 
-    python benchmarks/full_size.py DATA --base-model BASE [--workers N] [--work DIR]
+    python benchmarks/full_size.py DATA --base-model BASE [--workers N] [--work DIR] [--skip STAGE ...]
 
 DATA: e.g. the tree `benchmarks/synthetic_dataset.py` builds. Stages, each its own process (the
 memory figure is the peak resident memory of that process and its workers together, sampled every
@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--base-model", required=True, help="for the ViT's image processor (a folder or Hub id)")
     parser.add_argument("--workers", type=int, default=psutil.cpu_count(), help="ViT data-loading processes")
     parser.add_argument("--work", default=tempfile.mkdtemp(prefix="full-size-"), help="where outputs go")
+    parser.add_argument(
+        "--skip", nargs="+", default=[], choices=("audit", "classical", "vit"), help="stages not to run this time"
+    )
     args = parser.parse_args()
     work, python = Path(args.work), sys.executable
     split = work / "split.json"
@@ -99,6 +102,8 @@ def main() -> None:
     print(f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / 1e9:.0f} GB memory; work in {work}")
     print(f"{'stage':55s} {'time':>10s} {'peak memory':>12s}")
     for name, command in stages:
+        if name.split(":")[0].lower() in args.skip:
+            continue
         seconds, peak, output = run(command)
         print(f"{name:55s} {seconds / 60:8.1f} min {peak:9.0f} MB", flush=True)
         if name == "audit":
