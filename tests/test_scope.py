@@ -76,3 +76,21 @@ def test_a_trained_model_applies_its_saved_calibration(small_baseline, sample):
     calibrated = load_model(folder).classify(scans)
     np.testing.assert_allclose(calibrated.proba, softmax(logits, 2.0))
     assert calibrated.out_of_scope.shape == (len(scans),) and calibrated.flagged.sum() <= 2  # 5% of 24, rounded up
+
+
+def test_a_large_training_split_is_fitted_by_parts_and_its_axes_from_a_subsample(monkeypatch):
+    """The full dataset's classical features are fitted a part at a time and the principal axes come from at most
+    PCA_ROWS scans: the same mean as the whole array's, and nearly the same distances as axes from every scan."""
+    import models.scope
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(0, 5, size=(4, 32))
+    labels = np.repeat(np.arange(4), 2500)  # 10,000 scans: three parts of rows
+    train = (centres[labels] + rng.normal(size=(10_000, 32))).astype(np.float32)
+    whole = OutOfScope.fit(train, labels, components=3)
+    unit = train / np.linalg.norm(train.astype(np.float64), axis=1, keepdims=True)
+    np.testing.assert_allclose(whole.mean, unit.mean(axis=0), atol=1e-6)
+    monkeypatch.setattr(models.scope, "PCA_ROWS", 2000)
+    sampled = OutOfScope.fit(train, labels, components=3)
+    probe = np.concatenate([centres[labels[::50]] + rng.normal(size=(200, 32)), rng.normal(0, 5, size=(100, 32)) + 20])
+    assert np.corrcoef(whole.score(probe), sampled.score(probe))[0, 1] > 0.99
