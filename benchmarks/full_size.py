@@ -49,11 +49,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=psutil.cpu_count(), help="ViT data-loading processes")
     parser.add_argument("--work", default=tempfile.mkdtemp(prefix="full-size-"), help="where outputs go")
     parser.add_argument(
-        "--skip", nargs="+", default=[], choices=("audit", "classical", "vit"), help="stages not to run this time"
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=("audit", "split", "classical", "vit"),
+        help="stages not to run this time (skipping the split needs WORK/split.json from an earlier run)",
     )
     args = parser.parse_args()
     work, python = Path(args.work), sys.executable
     split = work / "split.json"
+    if "split" in args.skip and not split.is_file():
+        parser.error(f"--skip split needs {split} from an earlier run")
     stages = [
         ("audit", [python, "-m", "octcore.audit", args.data, "--json"]),
         ("split", [python, "-m", "octcore.split", args.data, "--out", str(split)]),
