@@ -369,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
                 accelerator.print("the int8 export did not pass its check: the pushed model runs in PyTorch")
             push_model(out, args.push_to_hub)
             accelerator.print(f"uploaded to https://huggingface.co/{args.push_to_hub}")
+    # Every process leaves together: one that destroyed the gloo group and exited while the main process was
+    # still writing the folder was seen to leave it hung at exit, its group's worker thread and the interpreter
+    # each waiting on the other (torch's ProcessGroupGloo destructor joins that thread holding the GIL).
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
 
