@@ -180,6 +180,8 @@ def test_int8_onnx_export_agrees_with_pytorch(trained, small_data):
     val = [s.path for s in select(everything, load_split(trained / "split.json", everything), "val")]
     assert f"({len(val)} scans)" in refit["fitted_on"]
     assert fast.classify(val).flagged.mean() <= 1 - ACCEPT
+    # Exported again, the folder's float32 threshold is the one refitted from, not the last export's.
+    assert export_onnx.int8_threshold(trained, val, 1) == refit
 
 
 def test_unreadable_scan_stops_training_with_its_reason(small_data, tiny_base, tmp_path, capsys):

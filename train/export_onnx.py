@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModelForImageClassification
 
 from models import load_model
+from models.scope import Calibration
 from models.timing import one_scan_latency
 from models.vit import ONNX_CHECK, ONNX_DIR, ONNX_FP32, ONNX_INT8, ONNX_OUTPUTS, explained
 from octcore.data import discover, load_split, select
@@ -84,11 +85,13 @@ def agreement(folder: Path, scans: list, threads: int) -> dict:
 
 def int8_threshold(folder: Path, val_scans: list, threads: int) -> dict | None:
     """The out-of-scope threshold refitted on the int8 model's features of the validation scans (the same
-    split-conformal rule as the float32 one): its features differ a little, and so do its distances."""
-    fast = load_model(folder, "onnx", threads)
-    scope = fast.calibration.out_of_scope
+    split-conformal rule as the float32 one): its features differ a little, and so do its distances.
+    The detector is the folder's own (calibration files): the loaded ONNX model already carries the
+    threshold of any earlier export."""
+    scope = Calibration.load(folder).out_of_scope
     if scope is None:
         return None
+    fast = load_model(folder, "onnx", threads)
     features = np.concatenate([fast.embed(val_scans[i : i + 32])[1] for i in range(0, len(val_scans), 32)])
     return {
         "threshold": replace(scope).with_threshold(features).threshold,
