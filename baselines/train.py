@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"split: {split.source}")
     # The scans in split order, so each part's features are a slice (a view) of one array: on the full dataset a
     # copy of the training part's would be another 5.7 GB. Scans of no part ('excluded') are left out.
-    order = [i for name in SPLITS for i in split.indices(name)]
+    parts = [split.indices(name) for name in SPLITS]
+    order = [i for part in parts for i in part]
     used, groups = [scans[i] for i in order], split.groups[order]
-    ends = np.cumsum([len(split.indices(name)) for name in SPLITS])
+    ends = np.cumsum([len(part) for part in parts])
     train_idx, val_idx, test_idx = slice(0, ends[0]), slice(ends[0], ends[1]), slice(ends[1], ends[2])
 
     # 2. Features, cached.
