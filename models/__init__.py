@@ -10,10 +10,17 @@ What a folder holds is told by its saved config.json: a transformers config (`mo
 `"format": "oct-classical"` a classical model.
 """
 
-import json
 from pathlib import Path
 
-from models.base import ModelFormatError, OCTModel, Prediction, UnsafeModelError, UntrustedModelError, local_folder
+from models.base import (
+    ModelFormatError,
+    OCTModel,
+    Prediction,
+    UnsafeModelError,
+    UntrustedModelError,
+    local_folder,
+    read_json,
+)
 
 __all__ = [
     "load_model",
@@ -45,10 +52,7 @@ def _config(path_or_repo_id: str | Path) -> dict:
     path = local_folder(path_or_repo_id, ["config.json"]) / "config.json"
     if not path.is_file():
         raise ModelFormatError(f"{str(path_or_repo_id)!r} is not a model folder (no config.json)")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise ModelFormatError(f"{path} is not valid JSON ({e})") from None
+    return read_json(path)
 
 
 def load_model(path_or_repo_id: str | Path, backend: str = "auto", threads: int | None = None) -> OCTModel:

@@ -25,6 +25,20 @@ class UntrustedModelError(ModelFormatError):
     """A skops file holding types this project does not trust: never loaded."""
 
 
+def read_json(path: Path) -> dict:
+    """A JSON file of a model folder; a damaged one (a cut-off download, an edit gone wrong) is a
+    ModelFormatError naming it, not a parser's traceback."""
+    import json
+
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise ModelFormatError(f"{path} holds a {type(record).__name__}, not a JSON object")
+    return record
+
+
 @dataclass
 class Prediction:
     """One scan through one model: what the Space shows."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from models.base import read_json
 from octcore.data import row_parts
 
 CALIBRATION_FILE, SCOPE_FILE = "calibration.json", "out_of_scope.safetensors"
@@ -148,7 +149,7 @@ class Calibration:
         path = folder / CALIBRATION_FILE
         if not path.is_file():
             return cls()
-        record = json.loads(path.read_text())
+        record = read_json(path)
         scope = None
         if (folder / SCOPE_FILE).is_file() and "out_of_scope" in record:
             from safetensors.numpy import load_file

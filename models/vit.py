@@ -7,14 +7,13 @@ class token's attention to each patch (`class_token_attention`); the ONNX export
 the graph, so the explanation costs no second pass.
 """
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from models.base import Classification, ModelFormatError, Prediction, UnsafeModelError
+from models.base import Classification, ModelFormatError, Prediction, UnsafeModelError, read_json
 from models.scope import Calibration
 from octcore.imaging import ScanInput, read_scan, to_image
 from octcore.labels import CLASSES
@@ -100,7 +99,7 @@ class ViTModel:
             # int8 arithmetic moves the features a little, so the export refits the out-of-scope threshold on the
             # int8 model's own validation features (train.export_onnx), so that it keeps its promise on in-scope scans.
             check = folder / ONNX_DIR / ONNX_CHECK
-            refit = json.loads(check.read_text()).get("out_of_scope") if check.is_file() else None
+            refit = read_json(check).get("out_of_scope") if check.is_file() else None
             if refit and self.calibration.out_of_scope is not None:
                 self.calibration.out_of_scope = replace(self.calibration.out_of_scope, threshold=refit["threshold"])
         else:

@@ -94,3 +94,18 @@ def test_a_large_training_split_is_fitted_by_parts_and_its_axes_from_a_subsample
     sampled = OutOfScope.fit(train, labels, components=3)
     probe = np.concatenate([centres[labels[::50]] + rng.normal(size=(200, 32)), rng.normal(0, 5, size=(100, 32)) + 20])
     assert np.corrcoef(whole.score(probe), sampled.score(probe))[0, 1] > 0.99
+
+
+def test_a_damaged_calibration_file_is_a_clear_error(small_baseline, tmp_path):
+    import shutil
+
+    import pytest
+
+    from models import ModelFormatError, load_model
+    from models.scope import CALIBRATION_FILE
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(small_baseline, folder)
+    (folder / CALIBRATION_FILE).write_text('{"temperature": 1.')  # cut off mid-write
+    with pytest.raises(ModelFormatError, match=f"{CALIBRATION_FILE} is not valid JSON"):
+        load_model(folder)

@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from conftest import ROOT, SAMPLE, assert_no_local_paths, copy_scan
-from models import UnsafeModelError, load_model
+from models import ModelFormatError, UnsafeModelError, load_model
 from models.scope import ACCEPT
 from octcore.data import discover, load_split, select
 from train import export_onnx
@@ -164,7 +164,7 @@ def test_a_name_with_yaml_syntax_still_makes_a_valid_card(trained, tmp_path):
     assert card_problems(text) == [] and ModelCard(text).data.model_name == "vit: test #1"
 
 
-def test_int8_onnx_export_agrees_with_pytorch(trained, small_data):
+def test_int8_onnx_export_agrees_with_pytorch(trained, small_data, tmp_path):
     assert export_onnx.main(["--model", str(trained), "--data", str(small_data), "--threads", "1"]) == 0
     check = json.loads((trained / "onnx" / "check.json").read_text())
     assert check["agreement"]["mean_abs_prob_diff"] <= export_onnx.MAX_MEAN_PROB_DIFF
@@ -182,6 +182,11 @@ def test_int8_onnx_export_agrees_with_pytorch(trained, small_data):
     assert fast.classify(val).flagged.mean() <= 1 - ACCEPT
     # Exported again, the folder's float32 threshold is the one refitted from, not the last export's.
     assert export_onnx.int8_threshold(trained, val, 1) == refit
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained, damaged, ignore=shutil.ignore_patterns("checkpoints"))
+    (damaged / "onnx" / "check.json").write_text("[")
+    with pytest.raises(ModelFormatError, match="check.json is not valid JSON"):
+        load_model(damaged)
 
 
 def test_unreadable_scan_stops_training_with_its_reason(small_data, tiny_base, tmp_path, capsys):
