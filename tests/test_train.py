@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from huggingface_hub import ModelCard
 from PIL import Image
@@ -168,6 +169,9 @@ def test_int8_onnx_export_agrees_with_pytorch(trained, small_data, tmp_path):
     assert export_onnx.main(["--model", str(trained), "--data", str(small_data), "--threads", "1"]) == 0
     check = json.loads((trained / "onnx" / "check.json").read_text())
     assert check["agreement"]["mean_abs_prob_diff"] <= export_onnx.MAX_MEAN_PROB_DIFF
+    # The position embeddings are a constant of the graph, not resized again for every scan.
+    graph = onnx.load(str(trained / "onnx" / "model_int8.onnx"), load_external_data=False).graph
+    assert "Resize" not in {node.op_type for node in graph.node}
     scans = sorted((small_data / "CNV").glob("*.jpeg"))[:3]
     fast, reference = load_model(trained), load_model(trained, backend="torch")
     assert fast.backend == "onnx"
