@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from models.base import Classification, ModelFormatError, Prediction, UnsafeModelError, read_json
 from models.scope import Calibration
@@ -22,6 +23,19 @@ ONNX_DIR, ONNX_FP32, ONNX_INT8, ONNX_CHECK = "onnx", "model.onnx", "model_int8.o
 ONNX_OUTPUTS = ("logits", "attention", "features")
 HUB_FILES = ["*.json", "*.md", "*.safetensors", f"{ONNX_DIR}/{ONNX_INT8}"]  # never a pickle (calibration included)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def processor_images(processor, grays: Sequence[np.ndarray]) -> list[Image.Image]:
+    """Grayscale scans as 8-bit images for the saved processor, already resized to its height x width with its
+    own filter. The processor converts an image to RGB before it resizes it, so it would resize three identical
+    channels; resized first, the grayscale image gives the very same pixels (tests/test_train.py checks) for a
+    third of the work, and the processor's own resize to the size it already has is a copy."""
+    images = [to_image(gray) for gray in grays]
+    size = dict(processor.size)
+    if not processor.do_resize or processor.do_center_crop or not (size.get("height") and size.get("width")):
+        return images  # another kind of resize (shortest edge, crop): the processor's alone
+    target = (size["width"], size["height"])
+    return [image.resize(target, Image.Resampling(processor.resample)) for image in images]
 
 
 def class_token_attention(attentions, grid: tuple[int, int]):
@@ -117,7 +131,7 @@ class ViTModel:
 
     def pixels(self, scans: Sequence[ScanInput]) -> np.ndarray:
         """The saved processor's input tensor for scans decoded as in training (read_scan)."""
-        images = [to_image(read_scan(s).gray) for s in scans]
+        images = processor_images(self.processor, [read_scan(s).gray for s in scans])
         return self.processor(images=images, return_tensors="np")["pixel_values"].astype(np.float32)
 
     def forward(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
