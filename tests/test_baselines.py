@@ -264,3 +264,17 @@ def test_push_uploads_the_folder_with_a_card_naming_the_repo(trained, tmp_path, 
     assert {"model.skops", "config.json", "README.md", "split.json", "metrics.json"} <= set(files)
     assert fake_hub.uploaded["someone/oct-hog-lbp-svm"] == files
     assert 'load_model("someone/oct-hog-lbp-svm")' in (folder / "README.md").read_text()
+
+
+def test_rbf_kernel_keeps_the_norms_of_one_array_only_and_never_saves_them():
+    from scipy.spatial.distance import cdist
+
+    from baselines.model import RBFKernel
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((3, 50), dtype=np.float32), rng.random((20, 50), dtype=np.float32)
+    kernel = RBFKernel(0.05)
+    for other in (b, b, b + 1, b[::-1].copy()):  # the same array again, then new ones
+        np.testing.assert_allclose(kernel(a, other), np.exp(-0.05 * cdist(a, other, "sqeuclidean")), rtol=1e-5)
+    restored = sio.loads(sio.dumps(kernel), trusted=["baselines.model.RBFKernel"])
+    assert vars(restored) == {"gamma": 0.05}

@@ -351,3 +351,13 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
         walk.wrong_place(page, archive)
         walk.batch(page, archive)
         browser.close()
+
+
+def test_attention_colours_are_matplotlibs():
+    from matplotlib import colormaps
+
+    from space.render import coloured
+
+    heat = np.concatenate([[0.0, 1.0, 0.5, 255 / 256, 1 / 256], np.random.default_rng(0).random(2000)])
+    heat = heat.astype(np.float32).reshape(5, -1)
+    np.testing.assert_allclose(coloured(heat, "inferno"), colormaps["inferno"](heat)[..., :3], atol=1e-6)
