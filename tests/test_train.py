@@ -147,6 +147,10 @@ def test_augmentation_flips_in_its_affine_pass_and_speckles_like_gamma_16(a_scan
     assert abs(np.corrcoef(first[:, 1:].ravel(), first[:, :-1].ravel())[0, 1]) < 0.02
     assert abs(np.corrcoef(first.ravel(), (speckled[1] - speckled[1].mean()).ravel())[0, 1]) < 0.02
     np.testing.assert_array_equal(augment(gray, np.random.default_rng(5)), augment(gray, np.random.default_rng(5)))
+    big = np.full((2100, 2100), 0.4, dtype=np.float32)  # more pixels than the bank holds: drawn for it alone
+    middles = [augment(big, np.random.default_rng(i))[500:-500, 500:-500] for i in range(6)]
+    spread = np.array([middle.std() / middle.mean() for middle in middles])
+    assert np.any(np.abs(spread - 0.25) < 0.01) and np.any(spread < 1e-3)
 
 
 def test_folder_works_with_pipeline_and_from_pretrained(trained, small_data):

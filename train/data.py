@@ -44,7 +44,7 @@ def make_processor(base_model: str, size: tuple[int, int]):
         )
 
 
-SPECKLE_DRAWS = 1 << 22  # gamma draws kept per process: 16 MB, more than 16 scans' worth at decode size
+SPECKLE_DRAWS = 1 << 22  # gamma draws kept per process: 16 MB, 16 to 33 scans' worth at decode size
 
 
 @functools.cache
@@ -75,11 +75,12 @@ def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = np.asarray(image, dtype=np.float32)
     mean = out.mean()
     out = (out - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-0.08, 0.08)
-    if rng.random() < 0.5 and out.size <= SPECKLE_DRAWS:
-        offset = rng.integers(0, SPECKLE_DRAWS - out.size + 1)
-        out *= speckle_bank()[offset : offset + out.size].reshape(out.shape)
-    elif out.size > SPECKLE_DRAWS and rng.random() < 0.5:  # far larger than Kermany's scans: drawn for it alone
-        out *= rng.standard_gamma(16.0, size=out.shape, dtype=np.float32) / 16
+    if rng.random() < 0.5:
+        if out.size <= SPECKLE_DRAWS:
+            offset = rng.integers(0, SPECKLE_DRAWS - out.size + 1)
+            out *= speckle_bank()[offset : offset + out.size].reshape(out.shape)
+        else:  # far larger than Kermany's scans (a big PNG): drawn for it alone
+            out *= rng.standard_gamma(16.0, size=out.shape, dtype=np.float32) / 16
     return np.clip(out, 0, 1, out=out)
 
 
