@@ -31,6 +31,7 @@ ACCEPT = 0.95  # share of new in-scope scans the threshold accepts, on average
 # class left out of training (benchmarks/out_of_scope.py --choose).
 COMPONENTS = {"vit": 128, "classical": 32}
 PCA_ROWS = 20_000  # training scans the principal axes are fitted on, at most
+EXACT_SVD_VALUES = 20_000_000  # above this many (rows x features), the leading axes by randomized SVD
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -68,6 +69,17 @@ def project(features: np.ndarray, mean: np.ndarray, axes: np.ndarray, unit_lengt
     return z
 
 
+def leading_axes(centred: np.ndarray, k: int) -> np.ndarray:
+    """(k, d) the first k right singular vectors of a centred (n, d) matrix. Exact at the sample's size; beyond
+    EXACT_SVD_VALUES by randomized SVD (Halko et al. 2011), which finds the k leading axes of the full
+    dataset's 20,000 x 9,504 classical features in seconds, where the exact SVD computes all 9,504 of them."""
+    if centred.size <= EXACT_SVD_VALUES:
+        return np.linalg.svd(centred, full_matrices=False)[2][:k]
+    from sklearn.utils.extmath import randomized_svd
+
+    return randomized_svd(centred, k, n_oversamples=4 * k, n_iter=7, random_state=0)[2]
+
+
 @dataclass
 class OutOfScope:
     """Mahalanobis distance to the nearest class mean, in a principal-component space of the features."""
@@ -98,8 +110,8 @@ class OutOfScope:
         rows = np.arange(len(features))
         if len(rows) > PCA_ROWS:
             rows = np.sort(np.random.default_rng(0).choice(len(rows), PCA_ROWS, replace=False))
-        _, _, axes = np.linalg.svd(_as_float64(features[rows], unit_length) - mean, full_matrices=False)
-        axes = axes[: min(components, len(features) - 1, features.shape[1])]
+        centred, k = _as_float64(features[rows], unit_length) - mean, min(components, len(rows) - 1, features.shape[1])
+        axes = leading_axes(centred, k)
         z = project(features, mean, axes, unit_length)
         classes = np.unique(labels)
         class_means = np.stack([z[labels == c].mean(axis=0) for c in classes])

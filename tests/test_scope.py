@@ -94,6 +94,12 @@ def test_a_large_training_split_is_fitted_by_parts_and_its_axes_from_a_subsample
     sampled = OutOfScope.fit(train, labels, components=3)
     probe = np.concatenate([centres[labels[::50]] + rng.normal(size=(200, 32)), rng.normal(0, 5, size=(100, 32)) + 20])
     assert np.corrcoef(whole.score(probe), sampled.score(probe))[0, 1] > 0.99
+    # Larger still, the leading axes come from a randomized SVD: the same subspace as the exact one's.
+    monkeypatch.setattr(models.scope, "EXACT_SVD_VALUES", 1000)
+    randomized = OutOfScope.fit(train, labels, components=3)
+    cosines = np.linalg.svd(randomized.components @ sampled.components.T, compute_uv=False)
+    assert cosines.min() > 0.999
+    np.testing.assert_allclose(randomized.score(probe), sampled.score(probe), rtol=1e-3)
 
 
 def test_a_damaged_calibration_file_is_a_clear_error(small_baseline, tmp_path):
