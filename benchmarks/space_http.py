@@ -77,10 +77,20 @@ def predict(
     uploaded.raise_for_status()
     outputs = call(client, endpoint, [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}, *inputs])
     if fetch:
-        for output in outputs:
-            if isinstance(output, dict) and output.get("url"):
-                client.get(output["url"]).raise_for_status()
+        for url in output_urls(outputs):
+            client.get(url).raise_for_status()
     return outputs
+
+
+def output_urls(outputs: list) -> list[str]:
+    """The files an answer links to: a file output's own URL, or the one inside a `gr.update` of it."""
+    urls = []
+    for output in outputs:
+        if isinstance(output, dict) and output.get("__type__") == "update":
+            output = output.get("value")
+        if isinstance(output, dict) and output.get("url"):
+            urls.append(output["url"])
+    return urls
 
 
 def call(client: httpx.Client, endpoint: str, data: list) -> list:
