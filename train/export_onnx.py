@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModelForImageClassification
 
 from models import load_model
+from models.base import read_json
 from models.scope import Calibration
 from models.timing import one_scan_latency
 from models.vit import ONNX_CHECK, ONNX_DIR, ONNX_FP32, ONNX_INT8, ONNX_OUTPUTS, explained
@@ -56,7 +57,7 @@ def export(folder: Path) -> Path:
     model = AutoModelForImageClassification.from_pretrained(
         folder, attn_implementation="eager", use_safetensors=True
     ).eval()
-    size = json.loads((folder / "preprocessor_config.json").read_text())["size"]
+    size = read_json(folder / "preprocessor_config.json")["size"]
     grid = (size["height"] // model.config.patch_size, size["width"] // model.config.patch_size)
     fix_position_embeddings(model, size["height"], size["width"])
     example = torch.zeros(1, 3, size["height"], size["width"])
