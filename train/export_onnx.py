@@ -36,8 +36,9 @@ REJECTED = "model_int8.rejected.onnx"  # where an export that fails the check is
 def fix_position_embeddings(model, height: int, width: int) -> None:
     """Replace a model's per-call interpolation of its position embeddings by their values at the one input
     size its processor makes. DINOv2 resizes its 37 x 37 pretraining grid to the input's patch grid on every
-    forward pass; traced, that is an ONNX Resize taking about a third of the int8 model's time on a CPU,
-    to compute a constant. The graph then holds the constant and takes only that height and width."""
+    forward pass; traced, that is an ONNX Resize run for every scan to compute a constant, a large share of the
+    int8 model's CPU time (benchmarks/where_time_goes.py --compare-onnx measures it). The graph then holds the
+    constant and takes only that height and width."""
     embeddings = getattr(getattr(model, model.base_model_prefix, None), "embeddings", None)
     if not hasattr(embeddings, "interpolate_pos_encoding") or not hasattr(embeddings, "position_embeddings"):
         return  # e.g. ViT at its pretraining size: nothing is interpolated
