@@ -1,6 +1,6 @@
 """Talk to a running Space over Gradio's documented HTTP API (what `curl` users do), for the Space
 benchmarks: start the app, upload a file, call an endpoint through the queue, read its event stream,
-fetch the output images.
+fetch the files an answer links to.
 
 gradio_client speaks the same protocol but adds ~100 ms of its own per call on this machine
 (measured by space_latency.py), so the benchmarks time the plain HTTP exchange instead.
@@ -68,7 +68,7 @@ def wait_until_answering(server: subprocess.Popen, url: str, timeout: float = 30
 def predict(
     client: httpx.Client, path: Path, endpoint: str = "predict", fetch: bool = True, inputs: tuple = (None,)
 ) -> list:
-    """One whole request: upload, queued call, event stream to completion, output images fetched.
+    """One whole request: upload, queued call, event stream to completion, the files it links to fetched.
 
     `inputs`: the endpoint's other inputs after the file (for `predict`: the classical variant, None for the
     default)."""

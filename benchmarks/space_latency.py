@@ -4,7 +4,7 @@
 
 Cold start: from launching `python space/app.py` to its first answered request. Then --requests
 requests, one after another, with real scans of the bundled sample, over Gradio's HTTP API (upload,
-queued call, event stream, output images fetched: `space_http.py`). Then, to show
+queued call, event stream, any files the answer links to fetched: `space_http.py`). Then, to show
 where the time goes: the app's own work (`space.ui.predict` called in this process, decoding in a
 worker process as the app does), the models alone (one decoded scan through both), the same
 request through gradio_client, and both protocols' floor (a trivial endpoint that takes an uploaded
@@ -20,7 +20,7 @@ import numpy as np
 from gradio_client import Client, handle_file
 
 from octcore.imaging import read_scan
-from space.engine import Models, classify
+from space.engine import Models, classify, one_core_per_model
 from space.ui import predict as predict_in_process
 from space.uploads import DecodedFrame
 from space.workers import DecodePool
@@ -66,6 +66,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
 
+    one_core_per_model()  # as the app does at start
     models, pool = Models(args.vit, args.baseline), DecodePool(size=1).start()
     show(
         "the app's own work (predict, in process)",

@@ -12,8 +12,11 @@ raises on bad input: a file that cannot be read becomes a frame with an error me
 import os
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 
 from models import OCTModel, Prediction, load_model
 from octcore.imaging import ScanImage
@@ -26,6 +29,9 @@ HERE = Path(__file__).resolve().parent
 VIT_ENV, BASELINE_ENV = "OCT_VIT_MODEL", "OCT_BASELINE_MODEL"
 DEFAULT_VIT, DEFAULT_BASELINE = HERE / "models" / "vit", HERE / "models" / "hog-lbp-svm"
 LOW_CONFIDENCE = 0.6  # top probability below this is shown as uncertain
+# The models of a request run side by side (`classify`): on the Space's 2 CPUs a request then takes about as
+# long as its slower model, not as both together. One thread per request beside the request's own.
+BESIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="oct-model")
 
 
 @dataclass
@@ -95,7 +101,8 @@ class Models:
     """The ViT and the classical models, loaded once by `models.load_model`; what is missing is said, not raised.
 
     vit: a folder or Hub id; classical: one or several (a list, or comma-separated), the first shown by
-    default. Unset, they come from OCT_VIT_MODEL / OCT_BASELINE_MODEL, else from space/models/.
+    default. Unset, they come from OCT_VIT_MODEL / OCT_BASELINE_MODEL, else from space/models/. The ViT gets one
+    CPU thread, as it runs beside a classical model (see `one_core_per_model`).
     """
 
     def __init__(self, vit: str | None = None, classical: str | list[str] | None = None):
@@ -107,7 +114,7 @@ class Models:
         classical = classical or os.environ.get(BASELINE_ENV) or default_classical()
         sources = classical.split(",") if isinstance(classical, str) else list(classical)
         try:
-            self.vit = load_model(vit)
+            self.vit = load_model(vit, threads=1)
             self.origins[id(self.vit)] = vit
         except Exception as e:  # any failure to load is reported in the app, never fatal
             self.problems.append(
@@ -147,16 +154,33 @@ def default_classical() -> list[str]:
     return [str(p) for p in found] or [str(DEFAULT_BASELINE)]
 
 
+def one_core_per_model() -> None:
+    """Let the models of a request share the CPUs without fighting over them: BLAS (the classical model's
+    kernel) gets one thread in this process, as the ViT's ONNX Runtime does in `Models`. Otherwise each library
+    keeps threads busy-waiting on the core the other model is using, and side by side is no faster than one
+    after the other (benchmarks/where_time_goes.py). Process-wide, so the app calls it once at start."""
+    threadpool_limits(1, user_api="blas")
+
+
 def classify(decoded: DecodedFrame, models: list[OCTModel], explain: bool = True) -> Frame:
-    """Every given model on one frame (its one decode shared), with timings and (if asked) explanation maps."""
+    """Every given model on one frame (its one decode shared), side by side, with timings and (if asked)
+    explanation maps. The answers are kept in the models' order."""
     if decoded.gray is None:
         return Frame(decoded.name, error=decoded.error)
     frame = Frame(decoded.name, ScanImage(decoded.gray, decoded.colour, decoded.name))
-    frame.quality = scan_warnings(frame.scan)
-    for model in models:
+
+    def answer(model: OCTModel) -> Answer:
         start = time.perf_counter()
         prediction = model.analyse(frame.scan, explain)
-        frame.results[model.name] = Answer(prediction, (time.perf_counter() - start) * 1000)
+        return Answer(prediction, (time.perf_counter() - start) * 1000)
+
+    beside = [BESIDE.submit(answer, model) for model in models[:-1]]
+    frame.quality = scan_warnings(frame.scan)
+    last = answer(models[-1]) if models else None
+    for model, pending in zip(models[:-1], beside):
+        frame.results[model.name] = pending.result()
+    if last is not None:
+        frame.results[models[-1].name] = last
     return frame
 
 

@@ -214,9 +214,54 @@ def headline(upload: Upload) -> str:
     return "<div class='headline'>" + "".join(lines) + "</div>"
 
 
-def preview(frame: Frame) -> np.ndarray:
-    """The scan as the models received it, at a bounded size (8-bit)."""
-    return (fitted(frame.scan.gray) * 255).astype(np.uint8)
+def preview(frame: Frame) -> str:
+    """The scan as the models received it, at a bounded size."""
+    return (
+        f"<figure class='scan'><img src='{data_url(fitted(frame.scan.gray))}' alt='your scan'>"
+        "<figcaption>Your scan, as the models received it</figcaption></figure>"
+    )
+
+
+def status(frame: Frame) -> str:
+    """A frame's row status: judged, withheld, or unreadable."""
+    return "withheld" if frame.withheld else ("unreadable" if frame.error else "ok")
+
+
+def notes(frame: Frame) -> str:
+    """Everything a frame's row should say about it: its warnings, then why it could not be read."""
+    return " ".join([*frame.warnings, frame.error or ""]).strip()
+
+
+def frames_table(upload: Upload, names: list[str]) -> str:
+    """For an upload of several frames (a DICOM volume), a row per frame: each model's answer, whether it was
+    judged, and why not; nothing for a single scan."""
+    if len(upload.frames) < 2:
+        return ""
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in ("frame", *names, "status", "notes"))
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(cell)}</td>"
+            for cell in (
+                f.name,
+                *(f.results[n].label if n in f.results else "" for n in names),
+                status(f),
+                notes(f),
+            )
+        )
+        + "</tr>"
+        for f in upload.frames
+    )
+    return (
+        f"<details class='frames' open><summary>Every frame ({len(upload.frames)})</summary>"
+        f"<div><table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table></div></details>"
+    )
+
+
+def summary(upload: Upload, names: list[str]) -> str:
+    """The headline, the scan as the models received it and, for several frames, their table: one piece of HTML,
+    so that an answer is a few strings, with no file to write, cache and fetch."""
+    return headline(upload) + preview(upload.shown) + frames_table(upload, names)
 
 
 CSS = """
@@ -234,4 +279,7 @@ figcaption { font-weight: 600; font-size: .9em; } .how { font-size: .8em; opacit
 .bar i { flex: 1; height: .7em; border-radius: 3px; }
 .legend { display: flex; flex-wrap: wrap; gap: .8em; font-size: .75em; }
 .legend i { display: inline-block; width: .9em; height: .9em; margin-right: .3em; vertical-align: middle; }
+figure.scan img { max-height: 200px; width: auto; max-width: 100%; }
+.frames > div { max-height: 20em; overflow: auto; } .frames table { font-size: .85em; border-collapse: collapse; }
+.frames th, .frames td { text-align: left; padding: .15em .5em; border-bottom: 1px solid var(--border-color-primary); }
 """

@@ -6,6 +6,7 @@ Research and education only: not a medical device, not a diagnosis. `space/app.p
 import csv
 import html
 import json
+import os
 import shutil
 import tempfile
 from functools import cache
@@ -17,7 +18,7 @@ import pandas as pd
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL
 from octcore.metrics import with_ci
 from space import render
-from space.engine import Models, Upload, analyse_upload, as_record, batch_frames
+from space.engine import Models, Upload, analyse_upload, as_record, batch_frames, one_core_per_model
 from space.uploads import is_zip
 from space.workers import MAX_UPLOAD, DecodePool
 
@@ -102,11 +103,11 @@ def model_table(models: Models) -> str:
 
 def predict(path: str | None, classical: str | None, models: Models, pool: DecodePool | None):
     """Classify one OCT B-scan (an image or a DICOM; a multi-frame DICOM shows its most urgent frame) with the ViT and
-    the chosen classical model. Returns the headline, the scan as the models received it, each model's panel (its
-    answer, probabilities, normal-or-not and urgent-referral view, and pictures explaining it) and, for several
-    frames, a row per frame."""
+    the chosen classical model. Returns three pieces of HTML: the summary (the headline, the scan as the models
+    received it and, for several frames, a row per frame), and each model's panel (its answer, probabilities,
+    normal-or-not and urgent-referral view, and pictures explaining it)."""
     if not path:  # the input was cleared: the page goes back to how it was before any upload
-        return "", gr.update(value=None, visible=False), "", "", gr.update(value=None, visible=False)
+        return "", "", ""
     if is_zip(Path(path).read_bytes()[:4]):
         raise gr.Error("This file is a zip archive: open the Batch tab to classify all the scans in it.")
     chosen = models.chosen(classical)
@@ -122,24 +123,7 @@ def predict(path: str | None, classical: str | None, models: Models, pool: Decod
         render.model_panel(m.name, k, frame.results.get(m.name), frame) if m else ""
         for m, k in ((vit, "deep"), (classic, "classical"))
     ]
-    table = pd.DataFrame(
-        [
-            [
-                f.name,
-                *(f.results[m.name].label if m.name in f.results else "" for m in chosen),
-                "withheld" if f.withheld else ("unreadable" if f.error else "ok"),
-                " ".join([*f.warnings, f.error or ""]).strip(),
-            ]
-            for f in result.frames
-        ],
-        columns=["frame", *(m.name for m in chosen), "status", "notes"],
-    )
-    return (
-        render.headline(result),
-        gr.update(value=render.preview(frame), visible=True),
-        *panels,
-        gr.update(value=table, visible=len(result.frames) > 1),
-    )
+    return render.summary(result, [m.name for m in chosen]), *panels
 
 
 def classify(path: str, classical: str | None, models: Models, pool: DecodePool | None) -> dict:
@@ -172,8 +156,8 @@ def batch(
                 [
                     f.name,
                     *(a.label if a else "" for a in answers),
-                    "withheld" if f.withheld else ("unreadable" if f.error else "ok"),
-                    " ".join([*f.warnings, f.error or ""]).strip(),
+                    render.status(f),
+                    render.notes(f),
                     *(
                         round(float(p), 4) if a else ""
                         for a in answers
@@ -239,20 +223,11 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                     )
                 with gr.Column(scale=3):
                     summary = gr.HTML(elem_id="summary")
-                    scan = gr.Image(
-                        label="Your scan, as the models received it",
-                        format="jpeg",  # Gradio's default, WebP, takes ~30 ms to encode a scan; JPEG under 1 ms
-                        height=200,
-                        interactive=False,
-                        elem_id="scan",
-                        buttons=[],
-                        visible=False,
-                    )
             with gr.Row():
                 vit_panel = gr.HTML(elem_id="vit-panel")
                 classical_panel = gr.HTML(elem_id="classical-panel")
-            frames = gr.Dataframe(label="Every frame", visible=False, wrap=True)
-            outputs = [summary, scan, vit_panel, classical_panel, frames]
+            # Plain HTML only: no output is a file to write, cache and fetch, nor an update of a component's config.
+            outputs = [summary, vit_panel, classical_panel]
             run = lambda path, variant: predict(path, variant, models, pool)  # noqa: E731
             image.change(run, [image, classical], outputs, api_name="predict", api_description=predict.__doc__)
             upload.change(run, [upload, classical], outputs, api_visibility="private")
@@ -304,6 +279,10 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
 
 def launch(models: Models, **options) -> gr.Blocks:
     """The app as the Space runs it: queued (4 requests at once), uploads capped, decoding in worker processes."""
+    one_core_per_model()
+    # Gradio recomputes its monitoring summary (pandas, over up to 10,000 past events) after every event by default;
+    # every 100 events keeps the numbers it shows current enough at a hundredth of the cost.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
     pool = DecodePool(size=4).start()
     demo = build(models, pool).queue(default_concurrency_limit=4, max_size=256)
     print("The Space is starting; stop it with Ctrl-C.", flush=True)

@@ -1,5 +1,6 @@
 """The Space: what a visitor gets for real, odd and hostile uploads; the launched app over HTTP and in a browser."""
 
+import base64
 import io
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -11,11 +12,13 @@ import pytest
 from PIL import Image
 
 from hostile import dicom
+from octcore.imaging import ScanImage, read_scan
 from octcore.labels import CLASSES
-from space.engine import Models
+from space.engine import Models, classify
 from space.ui import batch, build, predict
+from space.uploads import DecodedFrame
 
-SUMMARY, SCAN, VIT_PANEL, CLASSICAL_PANEL, FRAMES = range(5)
+SUMMARY, VIT_PANEL, CLASSICAL_PANEL = range(3)
 
 
 def write(path: Path, data: bytes) -> str:
@@ -32,7 +35,9 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
 def test_a_real_scan_gets_both_answers_explained_side_by_side(models, a_scan):
     out = predict(str(a_scan), None, models, None)
     assert "Both models agree" in out[SUMMARY] or " says " in out[SUMMARY]
-    assert out[SCAN]["visible"] and out[SCAN]["value"].dtype == np.uint8 and out[SCAN]["value"].shape[1] <= 512
+    assert out[SUMMARY].count("data:image/jpeg;base64,") == 1 and "as the models received it" in out[SUMMARY]
+    shown = Image.open(io.BytesIO(base64.b64decode(out[SUMMARY].split("base64,")[1].split("'")[0])))
+    assert shown.width <= 512 and shown.height <= 256
     for panel, name in ((out[VIT_PANEL], "ViT"), (out[CLASSICAL_PANEL], "HOG+LBP SVM")):
         assert f"<h3>{name}" in panel and "referral:" in panel and "Normal or not" in panel
         assert all(f"<span>{c}</span>" in panel for c in CLASSES) and "How to read this" in panel
@@ -41,7 +46,18 @@ def test_a_real_scan_gets_both_answers_explained_side_by_side(models, a_scan):
         out[CLASSICAL_PANEL].count("data:image/jpeg;base64,") == 3 and "flattened retina band" in out[CLASSICAL_PANEL]
     )
     assert "class='bar'" in out[VIT_PANEL] and "class='legend'" in out[CLASSICAL_PANEL]  # colour bar and key
-    assert out[FRAMES]["visible"] is False  # one frame: no table
+    assert "Every frame" not in out[SUMMARY]  # one frame: no table
+
+
+def test_the_models_run_side_by_side_and_answer_as_they_do_alone(models, a_scan):
+    scan = read_scan(a_scan)
+    frame = classify(DecodedFrame("scan", scan.gray), models.chosen())
+    assert list(frame.results) == ["ViT", "HOG+LBP SVM"]  # the models' order, whichever finished first
+    for model in models.chosen():
+        alone = model.analyse(ScanImage(scan.gray), explain=True)
+        beside = frame.results[model.name].prediction
+        np.testing.assert_allclose(beside.proba, alone.proba, rtol=1e-6)
+        assert beside.maps.keys() == alone.maps.keys()
 
 
 def test_every_classical_variant_can_be_chosen(models, a_scan, small_baseline, small_lbp):
@@ -132,9 +148,10 @@ def test_dicom_frames_are_all_classified_and_the_most_urgent_is_shown(models, sa
         for p in sorted((sample / "NORMAL").glob("*.jpeg"))[:2]
     ]
     single = predict(write(tmp_path / "one.dcm", dicom(scans[:1])), None, models, None)
-    assert "referral:" in single[VIT_PANEL] and single[FRAMES]["visible"] is False
+    assert "referral:" in single[VIT_PANEL] and "Every frame" not in single[SUMMARY]
     multi = predict(write(tmp_path / "volume.dcm", dicom(scans + scans[:1])), None, models, None)
-    assert len(multi[FRAMES]["value"]) == 3 and multi[FRAMES]["visible"] and "3 frames" in multi[SUMMARY]
+    assert "3 frames" in multi[SUMMARY] and "Every frame (3)" in multi[SUMMARY]
+    assert multi[SUMMARY].count("<tr>") == 4 and "<td>volume.dcm frame 3/3</td>" in multi[SUMMARY]  # header, rows
     with pytest.raises(gr.Error, match="Cannot read"):
         predict(write(tmp_path / "bad.dcm", dicom(scans[:1])[:400]), None, models, None)
 
@@ -199,7 +216,7 @@ def test_launched_app_answers_every_endpoint_and_refuses_bad_files_clearly(serve
         np.asarray(Image.open(p).convert("L").resize((512, 248))) for p in sorted((sample / "CNV").glob("*.jpeg"))[:2]
     ]
     volume = client.predict(handle_file(write(tmp_path / "volume.dcm", dicom(frames))), None, api_name="/predict")
-    assert "2 frames" in volume[SUMMARY] and len(volume[FRAMES]["value"]["data"]) == 2
+    assert "2 frames" in volume[SUMMARY] and volume[SUMMARY].count("<tr>") == 3
 
 
 def test_twenty_parallel_clients_are_all_answered(served, sample):
