@@ -46,26 +46,26 @@ TEXTURES = {  # LBP code families (of P neighbours: 0 brighter centre ... P dark
     "dark or flat": (0.15, 0.15, 0.35),
     "irregular": (0.85, 0.35, 0.3),
 }
+TEXTURE_COLOURS = np.rint(np.array(list(TEXTURES.values())) * 255).astype(np.uint8)
 
 
 def textures(codes: np.ndarray, points: int = 8) -> np.ndarray:
-    """LBP codes (scaled to [0, 1] as feature_maps gives them) as RGB by texture family, each pixel taking the most
-    common family around it (a 3x3 vote), so the picture shows regions rather than speckle."""
+    """LBP codes (scaled to [0, 1] as feature_maps gives them) as 8-bit RGB by texture family, each pixel taking the
+    most common family around it (a 3x3 vote), so the picture shows regions rather than speckle."""
     from scipy import ndimage
 
     raw = np.rint(codes * (points + 1)).astype(int)
     family = np.select([raw <= 1, raw <= points - 2, raw <= points], [0, 1, 2], 3)
-    votes = np.stack([ndimage.uniform_filter((family == f).astype(float), 3) for f in range(4)])
-    colours = np.array(list(TEXTURES.values()))
-    return colours[votes.argmax(axis=0)]
+    votes = np.stack([ndimage.uniform_filter((family == f).astype(np.float32), 3) for f in range(4)])
+    return TEXTURE_COLOURS[votes.argmax(axis=0)]
 
 
 def legend() -> str:
     return (
         "<div class='legend'>"
         + "".join(
-            f"<span><i style='background:rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})'></i>{name}</span>"
-            for name, (r, g, b) in TEXTURES.items()
+            f"<span><i style='background:rgb({r},{g},{b})'></i>{name}</span>"
+            for name, (r, g, b) in zip(TEXTURES, TEXTURE_COLOURS)
         )
         + "</div>"
     )
@@ -77,13 +77,17 @@ GRADIENTS = {  # CSS colour bars matching the pictures' colour maps
 }
 
 
+def eight_bit(image: np.ndarray) -> np.ndarray:
+    """An image in [0, 1] (or already 8-bit) as uint8."""
+    return image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
 def fitted(image: np.ndarray, box: tuple[int, int] = DISPLAY, resample=Image.Resampling.BILINEAR) -> np.ndarray:
-    """An image (2-D, or RGB) in [0, 1] resized to fit in `box`, keeping its shape's proportions."""
+    """An image (2-D, or RGB) in [0, 1] or 8-bit, resized to fit in `box` keeping its proportions, as 8-bit."""
     height, width = image.shape[:2]
     scale = min(box[0] / width, box[1] / height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    pixels = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
-    return np.asarray(pixels.resize(size, resample), dtype=np.float32) / 255
+    return np.asarray(Image.fromarray(eight_bit(image)).resize(size, resample))
 
 
 @functools.cache
@@ -94,24 +98,34 @@ def colour_table(colormap: str) -> np.ndarray:
     return colormaps[colormap](np.arange(256))[:, :3].astype(np.float32)
 
 
-def coloured(heat: np.ndarray, colormap: str) -> np.ndarray:
-    """A map in [0, 1] in a matplotlib colour map, as RGB in [0, 1]: the colour matplotlib gives (value x 256,
-    truncated), looked up in its table (calling the colour map builds RGBA in float64, 5x slower here)."""
-    index = np.minimum((np.clip(heat, 0, 1) * 256).astype(np.intp), 255)
-    return colour_table(colormap)[index]
+@functools.cache
+def blend_table(colormap: str, weight: float = 0.45) -> np.ndarray:
+    """(gray level x 256 + colour index) -> 8-bit RGB: a gray level blended with a colour of a matplotlib colour
+    map. An overlay is then one lookup per pixel, not several passes of float arithmetic over the picture."""
+    gray = np.arange(256, dtype=np.float32)[:, None, None]
+    blended = (1 - weight) * gray + weight * 255 * colour_table(colormap)[None]
+    return np.rint(blended).astype(np.uint8).reshape(256 * 256, 3)
+
+
+def colour_index(heat: np.ndarray) -> np.ndarray:
+    """The index of a map's values in [0, 1] in a 256-colour table, as matplotlib picks it (value x 256,
+    truncated)."""
+    return np.minimum((heat * 256).astype(np.uint16), 255)
 
 
 def overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """The attention map stretched over the whole scan (as the model saw it) and blended over it."""
+    """The attention map stretched over the whole scan (as the model saw it) and blended over it in the inferno
+    colour map, as 8-bit RGB."""
     base = fitted(gray)
-    heat = np.asarray(Image.fromarray(heat.astype(np.float32)).resize(base.shape[::-1], Image.Resampling.BILINEAR))
-    return 0.55 * base[..., None] + 0.45 * coloured(heat, "inferno")  # float32 throughout
+    heat = Image.fromarray(np.clip(heat, 0, 1).astype(np.float32)).resize(base.shape[::-1], Image.Resampling.BILINEAR)
+    index = (base.astype(np.uint16) << 8) | colour_index(np.asarray(heat))  # bilinear keeps it within [0, 1]
+    return np.take(blend_table("inferno"), index, axis=0)
 
 
 def data_url(image: np.ndarray, quality: int = 85) -> str:
-    """An image in [0, 1] as an inline JPEG."""
+    """An image (8-bit, or in [0, 1]) as an inline JPEG."""
     buffer = io.BytesIO()
-    Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG", quality=quality)
+    Image.fromarray(eight_bit(image)).save(buffer, "JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 

@@ -370,11 +370,15 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
         browser.close()
 
 
-def test_attention_colours_are_matplotlibs():
+def test_the_attention_overlay_is_matplotlibs_colours_blended_over_the_scan(a_scan):
     from matplotlib import colormaps
 
-    from space.render import coloured
+    from space.render import DISPLAY, blend_table, colour_index, overlay
 
-    heat = np.concatenate([[0.0, 1.0, 0.5, 255 / 256, 1 / 256], np.random.default_rng(0).random(2000)])
-    heat = heat.astype(np.float32).reshape(5, -1)
-    np.testing.assert_allclose(coloured(heat, "inferno"), colormaps["inferno"](heat)[..., :3], atol=1e-6)
+    rng = np.random.default_rng(0)
+    heat = np.concatenate([[0.0, 1.0, 0.5, 255 / 256, 1 / 256], rng.random(2000)]).astype(np.float32)
+    gray = rng.integers(0, 256, heat.size)
+    expected = 0.55 * gray[:, None] + 0.45 * 255 * colormaps["inferno"](heat)[:, :3]
+    assert np.abs(blend_table("inferno")[gray * 256 + colour_index(heat)] - expected).max() <= 0.5 + 1e-3
+    picture = overlay(read_scan(a_scan).gray, rng.random((9, 18)).astype(np.float32))
+    assert picture.dtype == np.uint8 and picture.shape[2] == 3 and picture.shape[1] <= DISPLAY[0]
