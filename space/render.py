@@ -296,4 +296,5 @@ figcaption { font-weight: 600; font-size: .9em; } .how { font-size: .8em; opacit
 figure.scan img { max-height: 200px; width: auto; max-width: 100%; }
 .frames > div { max-height: 20em; overflow: auto; } .frames table { font-size: .85em; border-collapse: collapse; }
 .frames th, .frames td { text-align: left; padding: .15em .5em; border-bottom: 1px solid var(--border-color-primary); }
+.frames td:last-child { min-width: 14em; }
 """
