@@ -11,12 +11,13 @@ raises on bad input: a file that cannot be read becomes a frame with an error me
 
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from models import OCTModel, Prediction, load_model
 from octcore.imaging import ScanImage
@@ -30,7 +31,8 @@ VIT_ENV, BASELINE_ENV = "OCT_VIT_MODEL", "OCT_BASELINE_MODEL"
 DEFAULT_VIT, DEFAULT_BASELINE = HERE / "models" / "vit", HERE / "models" / "hog-lbp-svm"
 LOW_CONFIDENCE = 0.6  # top probability below this is shown as uncertain
 # The models of a request run side by side (`classify`): on the Space's 2 CPUs a request then takes about as
-# long as its slower model, not as both together. One thread per request beside the request's own.
+# long as its slower model, not as both together. Each request in flight borrows one of these threads beside its
+# own; beyond 8 at once (Gradio runs 4 per event listener), a request waits for one.
 BESIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="oct-model")
 
 
@@ -158,8 +160,17 @@ def one_core_per_model() -> None:
     """Let the models of a request share the CPUs without fighting over them: BLAS (the classical model's
     kernel) gets one thread in this process, as the ViT's ONNX Runtime does in `Models`. Otherwise each library
     keeps threads busy-waiting on the core the other model is using, and side by side is no faster than one
-    after the other (benchmarks/where_time_goes.py). Process-wide, so the app calls it once at start."""
+    after the other (benchmarks/where_time_goes.py). Process-wide for the pinned wheels' OpenBLAS (pthreads), so
+    the app calls it once at start; another BLAS build may keep its own threads, which is said, not fatal."""
     threadpool_limits(1, user_api="blas")
+    unlimited = [pool for pool in threadpool_info() if pool["user_api"] == "blas" and pool["num_threads"] != 1]
+    if unlimited:
+        warnings.warn(
+            f"BLAS still uses {unlimited[0]['num_threads']} threads ({unlimited[0]['internal_api']}): the two models "
+            "will compete for the CPUs and a request will take longer",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def classify(decoded: DecodedFrame, models: list[OCTModel], explain: bool = True) -> Frame:
@@ -175,8 +186,11 @@ def classify(decoded: DecodedFrame, models: list[OCTModel], explain: bool = True
         return Answer(prediction, (time.perf_counter() - start) * 1000)
 
     beside = [BESIDE.submit(answer, model) for model in models[:-1]]
-    frame.quality = scan_warnings(frame.scan)
-    last = answer(models[-1]) if models else None
+    try:
+        frame.quality = scan_warnings(frame.scan)
+        last = answer(models[-1]) if models else None
+    finally:  # never leave a model running for a request that has failed
+        wait(beside)
     for model, pending in zip(models[:-1], beside):
         frame.results[model.name] = pending.result()
     if last is not None:

@@ -108,8 +108,8 @@ def blend_table(colormap: str, weight: float = 0.45) -> np.ndarray:
 
 
 def colour_index(heat: np.ndarray) -> np.ndarray:
-    """The index of a map's values in [0, 1] in a 256-colour table, as matplotlib picks it (value x 256,
-    truncated)."""
+    """The index of a map's values in a 256-colour table, as matplotlib picks it (value x 256, truncated). The values
+    must lie in [0, 1] (the caller clips: a negative value would wrap around to the brightest colour)."""
     return np.minimum((heat * 256).astype(np.uint16), 255)
 
 

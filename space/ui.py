@@ -278,7 +278,8 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
 
 
 def launch(models: Models, **options) -> gr.Blocks:
-    """The app as the Space runs it: queued (4 requests at once), uploads capped, decoding in worker processes."""
+    """The app as the Space runs it: queued (4 requests at once per event listener), uploads capped, decoding in
+    worker processes, the models of a request side by side."""
     one_core_per_model()
     # Gradio recomputes its monitoring summary (pandas, over up to 10,000 past events) after every event by default;
     # every 100 events keeps the numbers it shows current enough at a hundredth of the cost.

@@ -44,7 +44,11 @@ def upload(page, scan: Path, shots: Path | None = None) -> None:
     _text(page, "referral", "#vit-panel")
     _text(page, "referral", "#classical-panel")
     assert page.locator("#vit-panel img").count() == 1 and page.locator("#classical-panel img").count() == 3
-    assert page.locator("#summary figure.scan img").evaluate("img => img.complete && img.naturalWidth > 0")
+    page.wait_for_function(  # the scan as the models received it, drawn in the summary
+        "() => { const img = document.querySelector('#summary figure.scan img'); "
+        "return img && img.complete && img.naturalWidth > 0; }",
+        timeout=SECONDS,
+    )
     assert page.locator("img[src*='/gradio_api/file=']").count() >= 1  # the dropped scan's own preview
     _shot(page, shots, "result")
 

@@ -2,6 +2,7 @@
 
 import base64
 import io
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,10 +50,20 @@ def test_a_real_scan_gets_both_answers_explained_side_by_side(models, a_scan):
     assert "Every frame" not in out[SUMMARY]  # one frame: no table
 
 
-def test_the_models_run_side_by_side_and_answer_as_they_do_alone(models, a_scan):
-    scan = read_scan(a_scan)
+def test_the_models_run_side_by_side_and_answer_as_they_do_alone(models, a_scan, monkeypatch):
+    scan, threads = read_scan(a_scan), {}
+    for model in models.chosen():
+        analyse = model.analyse
+
+        def spy(*args, model=model, analyse=analyse, **kwargs):
+            threads[model.name] = threading.current_thread().name
+            return analyse(*args, **kwargs)
+
+        monkeypatch.setattr(model, "analyse", spy)
     frame = classify(DecodedFrame("scan", scan.gray), models.chosen())
+    assert threads["ViT"].startswith("oct-model") and threads["HOG+LBP SVM"] == threading.current_thread().name
     assert list(frame.results) == ["ViT", "HOG+LBP SVM"]  # the models' order, whichever finished first
+    monkeypatch.undo()
     for model in models.chosen():
         alone = model.analyse(ScanImage(scan.gray), explain=True)
         beside = frame.results[model.name].prediction
@@ -373,12 +384,16 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
 def test_the_attention_overlay_is_matplotlibs_colours_blended_over_the_scan(a_scan):
     from matplotlib import colormaps
 
-    from space.render import DISPLAY, blend_table, colour_index, overlay
+    from space.render import DISPLAY, blend_table, colour_index, fitted, overlay
 
     rng = np.random.default_rng(0)
     heat = np.concatenate([[0.0, 1.0, 0.5, 255 / 256, 1 / 256], rng.random(2000)]).astype(np.float32)
     gray = rng.integers(0, 256, heat.size)
     expected = 0.55 * gray[:, None] + 0.45 * 255 * colormaps["inferno"](heat)[:, :3]
     assert np.abs(blend_table("inferno")[gray * 256 + colour_index(heat)] - expected).max() <= 0.5 + 1e-3
-    picture = overlay(read_scan(a_scan).gray, rng.random((9, 18)).astype(np.float32))
-    assert picture.dtype == np.uint8 and picture.shape[2] == 3 and picture.shape[1] <= DISPLAY[0]
+    gray = read_scan(a_scan).gray
+    for value in (0.0, 0.3, 1.0):  # a flat map: every pixel the scan's gray level blended with one colour
+        picture = overlay(gray, np.full((9, 18), value, np.float32))
+        expected = 0.55 * fitted(gray)[..., None].astype(float) + 0.45 * 255 * np.asarray(colormaps["inferno"](value))[:3]
+        assert picture.dtype == np.uint8 and picture.shape[1] <= DISPLAY[0]
+        assert np.abs(picture - expected).max() <= 0.5 + 1e-3
