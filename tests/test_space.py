@@ -394,6 +394,7 @@ def test_the_attention_overlay_is_matplotlibs_colours_blended_over_the_scan(a_sc
     gray = read_scan(a_scan).gray
     for value in (0.0, 0.3, 1.0):  # a flat map: every pixel the scan's gray level blended with one colour
         picture = overlay(gray, np.full((9, 18), value, np.float32))
-        expected = 0.55 * fitted(gray)[..., None].astype(float) + 0.45 * 255 * np.asarray(colormaps["inferno"](value))[:3]
+        colour = np.asarray(colormaps["inferno"](value))[:3]
+        expected = 0.55 * fitted(gray)[..., None].astype(float) + 0.45 * 255 * colour
         assert picture.dtype == np.uint8 and picture.shape[1] <= DISPLAY[0]
         assert np.abs(picture - expected).max() <= 0.5 + 1e-3
