@@ -4,12 +4,12 @@
         [--compare-onnx OLD.onnx] [--repeats 30]
 
 With the first --repeats scans of DATA (a dataset folder; the bundled, downsized sample by default), the
-median ms of: the Space's parts of one request (the scan check, each model's
-steps, the panels' pictures), the two models one after the other against side by side as the Space runs
-them (one core each), the int8 ViT with 1 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan
-(decode, augmentation, resize, processor). --compare-onnx runs another int8 export of the same model
-alternately with the folder's, one scan each in turn in one process, so that a drift in the machine's
-speed touches both alike (how an export change was measured).
+median ms of: the Space's parts of one request (the scan check, each model's steps, the panels' pictures), the
+two models one after the other against side by side as the Space runs them (one core each), the int8 ViT with 1
+and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode, augmentation, resize; the
+processor against its table, which replaced it). --compare-onnx runs another int8 export of the same model
+alternately with the folder's, one scan each in turn in one process, so that a drift in the machine's speed
+touches both alike (how an export change was measured).
 """
 
 import argparse
@@ -20,7 +20,7 @@ import numpy as np
 
 from baselines.features import band_features, feature_band, feature_maps
 from models.classical import embed, load_classical
-from models.vit import ONNX_DIR, ONNX_INT8, load_vit, processor_images
+from models.vit import ONNX_DIR, ONNX_INT8, load_vit, processor_images, table_pixels
 from octcore.imaging import ScanImage, read_scan
 from octcore.quality import scan_warnings
 from space.engine import Answer, Frame, classify, one_core_per_model
@@ -67,7 +67,7 @@ def main() -> None:
     settings = classical.settings
     print(f"one request's parts ({where}):")
     show("the scan check (octcore.quality)", median_ms(lambda i: scan_warnings(fresh(i)), n))
-    show("ViT: pixels (resize, processor)", median_ms(lambda i: vit.pixels([fresh(i)]), n))
+    show("ViT: pixels (resize, the processor's table)", median_ms(lambda i: vit.pixels([fresh(i)]), n))
     pixels = vit.pixels([fresh(0)])
     show(f"ViT: forward ({vit.backend})", median_ms(lambda i: vit.forward(pixels), n))
     show("ViT: all (analyse, with its map)", median_ms(lambda i: vit.analyse(fresh(i)), n))
@@ -145,7 +145,13 @@ def main() -> None:
         "to 8 bits at the processor's size",
         median_ms(lambda i: processor_images(vit.processor, [augmented[i]]), n),
     )
-    show("the processor", median_ms(lambda i: vit.processor(images=[images[i]], return_tensors="pt"), n))
+    processor = vit.processor
+    show(
+        "the processor (which the workers no longer run)",
+        median_ms(lambda i: processor(images=[images[i]], return_tensors="pt"), n),
+    )
+    if vit.table is not None:  # what replaces it: the workers send 8-bit scans, looked up in its table on the device
+        show("the processor's table, on the CPU", median_ms(lambda i: table_pixels(vit.table, [images[i]]), n))
 
 
 if __name__ == "__main__":

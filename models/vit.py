@@ -1,8 +1,9 @@
 """A fine-tuned ViT folder (written by `python -m train`) as an `OCTModel`.
 
 It runs the int8 ONNX export when the folder has one (fastest on CPU) unless `backend="torch"`,
-and always preprocesses with the image processor saved in the folder, from the scan as
-`octcore.imaging.read_scan` decodes it (the same decode as in training). Its explanation is the
+and always preprocesses with the image processor saved in the folder (through `processor_table` where its work
+is one value per gray level, as in training), from the scan as `octcore.imaging.read_scan` decodes it (the same
+decode as in training). Its explanation is the
 class token's attention to each patch (`class_token_attention`); the ONNX export computes it inside
 the graph, so the explanation costs no second pass.
 """
@@ -25,17 +26,48 @@ HUB_FILES = ["*.json", "*.md", "*.safetensors", f"{ONNX_DIR}/{ONNX_INT8}"]  # ne
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
+def presized(processor) -> tuple[int, int] | None:
+    """(width, height) processor_images resizes to, or None where the processor resizes otherwise (shortest edge,
+    centre crop) and keeps that step."""
+    size = dict(processor.size)
+    if not processor.do_resize or getattr(processor, "do_center_crop", False):
+        return None
+    return (size["width"], size["height"]) if size.get("height") and size.get("width") else None
+
+
 def processor_images(processor, grays: Sequence[np.ndarray]) -> list[Image.Image]:
     """Grayscale scans as 8-bit images for the saved processor, already resized to its height x width with its
     own filter. The processor converts an image to RGB before it resizes it, so it would resize three identical
     channels; resized first, the grayscale image gives the very same pixels (tests/test_train.py checks) for a
     third of the work, and the processor's own resize to the size it already has is a copy."""
     images = [to_image(gray) for gray in grays]
-    size = dict(processor.size)
-    if not processor.do_resize or processor.do_center_crop or not (size.get("height") and size.get("width")):
-        return images  # another kind of resize (shortest edge, crop): the processor's alone
-    target = (size["width"], size["height"])
+    target = presized(processor)
+    if target is None:
+        return images  # another kind of resize: the processor's alone
     return [image.resize(target, Image.Resampling(processor.resample)) for image in images]
+
+
+def processor_table(processor) -> np.ndarray | None:
+    """The saved processor's output for each 8-bit gray level, (channels, 256) float32, read from the processor
+    itself: what it does to processor_images' output (RGB, rescale, normalize) is one value per gray level, so
+    looking an image's levels up in this table gives its output bit for bit, without the processor's per-call
+    work, and the trainer's loader workers can send 8-bit scans (a twelfth of the bytes of the float32 tensor)
+    for the lookup on the training device. Checked on an image holding every level at random places; None where
+    the processor does anything else to an image (then it runs in full)."""
+    target = presized(processor)
+    if target is None or target[0] * target[1] < 256:
+        return None
+    levels = np.random.default_rng(0).permutation(np.arange(target[0] * target[1]) % 256).astype(np.uint8)
+    image = Image.fromarray(levels.reshape(target[1], target[0]))
+    out = processor(images=[image], return_tensors="np")["pixel_values"][0].reshape(-1, levels.size)
+    table = np.zeros((out.shape[0], 256), np.float32)
+    table[:, levels] = out
+    return table if np.array_equal(table[:, levels], out) else None
+
+
+def table_pixels(table: np.ndarray, images: Sequence[Image.Image]) -> np.ndarray:
+    """(n, channels, height, width) processor output of processor_images' images, by `processor_table`."""
+    return np.stack([np.take(table, np.asarray(image), axis=1) for image in images])
 
 
 def class_token_attention(attentions, grid: tuple[int, int]):
@@ -92,6 +124,7 @@ class ViTModel:
         if labels != list(CLASSES):
             raise ModelFormatError(f"{folder}: the model's classes {labels} are not {list(CLASSES)}")
         self.processor = AutoImageProcessor.from_pretrained(folder)
+        self.table = processor_table(self.processor)
         self.calibration = Calibration.load(folder)
         size, patch = self.processor.size, self.config.patch_size
         self.grid = (size["height"] // patch, size["width"] // patch)
@@ -132,6 +165,8 @@ class ViTModel:
     def pixels(self, scans: Sequence[ScanInput]) -> np.ndarray:
         """The saved processor's input tensor for scans decoded as in training (read_scan)."""
         images = processor_images(self.processor, [read_scan(s).gray for s in scans])
+        if self.table is not None:
+            return table_pixels(self.table, images)
         return self.processor(images=images, return_tensors="np")["pixel_values"].astype(np.float32)
 
     def forward(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -48,7 +48,7 @@ def test_the_trainers_transform_reads_it_as_training_does(exported, tiny_vit):
     trainer, _ = scan_dataset(select(scans, load_split(split_file, scans), "test"), processor)
     for i in (0, len(test) - 1):
         assert test[i]["labels"] == trainer[i]["labels"]
-        np.testing.assert_array_equal(test[i]["pixel_values"].numpy(), trainer[i]["pixel_values"].numpy())
+        np.testing.assert_array_equal(test[i]["pixels"].numpy(), trainer[i]["pixels"].numpy())
 
 
 def test_push_dry_run_lists_the_files_and_a_push_uploads_them(exported, tmp_path, capsys, fake_hub, monkeypatch):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.numpy import load_file
@@ -96,15 +97,36 @@ def test_the_model_sees_the_same_pixels_in_training_and_in_the_space(trained, sm
     from octcore.data import discover
     from octcore.imaging import ScanImage
     from space.uploads import iter_upload
-    from train.data import scan_dataset
+    from train.data import ModelInputs, scan_dataset
 
     scans = discover(small_data)[:3]
-    training, _ = scan_dataset(scans, AutoImageProcessor.from_pretrained(trained))
-    vit = load_model(trained, backend="torch")
+    processor = AutoImageProcessor.from_pretrained(trained)
+    training, _ = scan_dataset(scans, processor)
+    inputs, vit = ModelInputs(processor), load_model(trained, backend="torch")
     for i, scan in enumerate(scans):
         (frame,) = iter_upload(scan.path.read_bytes(), scan.path.name)
         seen = vit.pixels([ScanImage(frame.gray, frame.colour, frame.name)])[0]
-        np.testing.assert_array_equal(training[i]["pixel_values"].numpy(), seen)
+        item = training[i]
+        assert item["pixels"].dtype == torch.uint8  # what the loader workers send
+        trained_on = inputs({"pixels": item["pixels"][None], "labels": torch.tensor([item["labels"]])})
+        np.testing.assert_array_equal(trained_on["pixel_values"][0].numpy(), seen)
+
+
+def test_the_processors_table_gives_its_output_bit_for_bit(trained, small_data):
+    """processor_table: the processor's output for every gray level, so that a lookup is the processor; None for a
+    processor whose output is not one value per level (here, one that centre-crops)."""
+    from transformers import AutoImageProcessor
+
+    from models.vit import processor_images, processor_table, table_pixels
+    from octcore.imaging import read_scan
+
+    processor = AutoImageProcessor.from_pretrained(trained)
+    images = processor_images(processor, [read_scan(path).gray for path in sorted(small_data.glob("*/*.jpeg"))[:8]])
+    table = processor_table(processor)
+    assert table.shape == (3, 256) and table.dtype == np.float32
+    own = processor(images=images, return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(table_pixels(table, images), own)
+    assert processor_table(AutoImageProcessor.from_pretrained(trained, do_center_crop=True)) is None
 
 
 def test_grayscale_resized_first_gives_the_processors_own_pixels(trained, small_data):

@@ -38,7 +38,7 @@ from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate, with_ci
 from octcore.plots import read_training_log, save_training_curves
-from train.data import input_size, make_processor, scan_dataset
+from train.data import ModelInputs, input_size, make_processor, scan_dataset
 from train.export_onnx import export_and_check
 from train.loop import (
     Progress,
@@ -212,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     if mask_token is not None:  # used only in masked-image pretraining; DDP refuses a parameter that gets no gradient
         mask_token.requires_grad_(False)
 
-    # 3. Data: `datasets` tables of the split's scans, decoded and augmented by their transform.
+    # 3. Data: `datasets` tables of the split's scans, decoded and augmented by their transform; the loader workers
+    # send 8-bit scans, which `inputs` turns into the processor's output on the device.
+    inputs = ModelInputs(processor)
+
     def loader(part: list, shuffle: bool, augment_seed: int | None = None):
         data, transform = scan_dataset(part, processor, augment_seed)
         batches = torch.utils.data.DataLoader(
@@ -263,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         for batch in batches:  # the else below runs when the epoch ends without --max-steps stopping it
             waited = time.perf_counter() - waited
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = model(**inputs(batch)).loss
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
             waited = time.perf_counter()
         else:
-            logits, _, labels = predict(model, val_loader, accelerator)
+            logits, _, labels = predict(model, val_loader, accelerator, inputs)
             val = evaluate(labels, softmax(logits), n_boot=0)
             progress.history.append(
                 {
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     best = best.to(accelerator.device)
     plain_train = accelerator.prepare(loader(select(scans, split.names, "train"), False)[0])
     parts = {
-        name: predict(best, batches, accelerator)
+        name: predict(best, batches, accelerator, inputs)
         for name, batches in (("train", plain_train), ("val", val_loader), ("test", test_loader))
     }
     if accelerator.is_main_process:
@@ -378,4 +381,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # One of a group of processes: leave without the interpreter's teardown. Freeing the DDP model there destroys
+        # the gloo group, whose destructor joins its worker threads while holding the GIL, and a worker that still has
+        # a gathered tensor to free waits for the GIL: the process never exits (seen once in a full test run, after
+        # every process had met at the end). Everything is written, every tracker finished and the group destroyed
+        # by now; only the streams need flushing.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -12,10 +12,11 @@ import functools
 
 import datasets
 import numpy as np
+import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, BitImageProcessorPil
 
-from models.vit import processor_images
+from models.vit import processor_images, processor_table
 from octcore.data import Scan, to_hf_dataset
 from octcore.imaging import read_scan
 
@@ -86,10 +87,14 @@ def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 class ScanTransform:
     """The `datasets` transform from table rows to model inputs: decode (read_scan, the decode the Space makes
-    of an upload), augment if asked (seeded by seed, epoch and row index), then the saved processor."""
+    of an upload), augment if asked (seeded by seed, epoch and row index), resize to the processor's size
+    (processor_images), then, where the processor's remaining work is one value per gray level, 8-bit scans
+    (`pixels`) that `ModelInputs` turns into the processor's output on the training device; else the processor's
+    output (`pixel_values`)."""
 
     def __init__(self, processor, augment_seed: int | None = None):
         self.processor, self.augment_seed, self.epoch = processor, augment_seed, 0
+        self.eight_bit = processor_table(processor) is not None
 
     def __call__(self, batch: dict) -> dict:
         images = []  # grayscale arrays
@@ -98,8 +103,29 @@ class ScanTransform:
             if self.augment_seed is not None:
                 gray = augment(gray, np.random.default_rng([self.augment_seed, self.epoch, index]))
             images.append(gray)
-        pixels = self.processor(images=processor_images(self.processor, images), return_tensors="pt")
-        return {"pixel_values": pixels["pixel_values"], "labels": batch["label"]}
+        images = processor_images(self.processor, images)
+        if self.eight_bit:
+            return {"pixels": torch.from_numpy(np.stack([np.asarray(i) for i in images])), "labels": batch["label"]}
+        pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values, "labels": batch["label"]}
+
+
+class ModelInputs:
+    """A batch of `scan_dataset` as the model's keyword arguments, on the batch's device: its 8-bit scans become
+    the processor's output there, bit for bit, by the processor's own table (`models.vit.processor_table`)."""
+
+    def __init__(self, processor):
+        self.table = processor_table(processor)
+        self.tables: dict = {}  # the table on each device it was needed
+
+    def __call__(self, batch: dict) -> dict:
+        if "pixels" not in batch:
+            return batch
+        pixels = batch["pixels"]
+        if pixels.device not in self.tables:
+            self.tables[pixels.device] = torch.from_numpy(self.table).to(pixels.device)
+        values = self.tables[pixels.device][:, pixels.long()]  # (channels, batch, height, width)
+        return {"pixel_values": values.transpose(0, 1).contiguous(), "labels": batch["labels"]}
 
 
 def scan_table(scans: list[Scan]) -> datasets.Dataset:

@@ -67,9 +67,9 @@ class Progress:
         return f"step_{self.step:07d}-epochs_{self.epoch:03d}"
 
 
-def predict(model, loader, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict(model, loader, accelerator: Accelerator, inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits, features (the classifier's input: what the out-of-scope detector reads) and labels over a whole
-    loader, gathered from every process, each scan exactly once."""
+    loader, gathered from every process, each scan exactly once. inputs: `train.data.ModelInputs`."""
     captured = {}
     hook = accelerator.unwrap_model(model).classifier.register_forward_pre_hook(
         lambda _, inputs: captured.update(features=inputs[0])
@@ -78,7 +78,7 @@ def predict(model, loader, accelerator: Accelerator) -> tuple[np.ndarray, np.nda
     logits, features, labels = [], [], []
     with torch.no_grad():
         for batch in loader:
-            out = model(pixel_values=batch["pixel_values"]).logits.float()
+            out = model(pixel_values=inputs(batch)["pixel_values"]).logits.float()
             gathered = accelerator.gather_for_metrics((out, captured["features"].float(), batch["labels"]))
             for kept, value in zip((logits, features, labels), gathered):
                 kept.append(value.cpu().numpy())
