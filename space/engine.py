@@ -89,6 +89,8 @@ class Frame:
                 f"{name}: this image is far from every scan it was trained on; it may show a condition "
                 "it does not know, or come from another kind of device."
             )
+        if self.withheld:  # no answer is presented, so whether the models are unsure or disagree is moot
+            return notes
         notes += [
             f"{name} is unsure (top probability {a.confidence:.0%})."
             for name, a in self.results.items()

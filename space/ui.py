@@ -223,28 +223,42 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                     )
                 with gr.Column(scale=3):
                     summary = gr.HTML(elem_id="summary")
-            with gr.Row():
-                vit_panel = gr.HTML(elem_id="vit-panel")
-                classical_panel = gr.HTML(elem_id="classical-panel")
+            with gr.Row():  # side by side on a wide screen; one above the other on a phone (columns wrap)
+                with gr.Column(min_width=320):
+                    vit_panel = gr.HTML(elem_id="vit-panel")
+                with gr.Column(min_width=320):
+                    classical_panel = gr.HTML(elem_id="classical-panel")
             # Plain HTML only: no output is a file to write, cache and fetch, nor an update of a component's config.
             outputs = [summary, vit_panel, classical_panel]
-            run = lambda path, variant: predict(path, variant, models, pool)  # noqa: E731
-            image.change(run, [image, classical], outputs, api_name="predict", api_description=predict.__doc__)
-            upload.change(run, [upload, classical], outputs, api_visibility="private")
-            classical.change(
-                lambda i, u, c: run(u or i, c), [image, upload, classical], outputs, api_visibility="private"
+            shown = gr.State(None)  # (input, file) the page answers for: the last file dropped on either input
+
+            def answer_from(source: str):
+                def run(path: str | None, variant: str | None, last: tuple | None):
+                    if path is None and last is not None and last[0] != source:  # the other input was cleared
+                        return gr.skip(), gr.skip(), gr.skip(), last
+                    return *predict(path, variant, models, pool), (source, path) if path else None
+
+                return run
+
+            image.change(
+                answer_from("image"),
+                [image, classical, shown],
+                [*outputs, shown],
+                api_name="predict",
+                api_description=predict.__doc__,
             )
+            upload.change(
+                answer_from("upload"), [upload, classical, shown], [*outputs, shown], api_visibility="private"
+            )
+
+            def again(variant: str | None, last: tuple | None):  # another classical model: the same file again
+                source, path = last or ("image", None)
+                return answer_from(source)(path, variant, last)
+
+            classical.change(again, [classical, shown], [*outputs, shown], api_visibility="private")
             if tries:
-                with examples_column:  # thumbnails under the inputs; each answer computed once, on first click
-                    gr.Examples(
-                        [[p] for p in tries],
-                        inputs=[image],
-                        outputs=outputs,
-                        fn=lambda path: run(path, None),
-                        label="Example scans: click one",
-                        cache_examples=True,
-                        cache_mode="lazy",
-                    )
+                with examples_column:  # thumbnails under the inputs: a click puts the scan in the image input
+                    gr.Examples([[p] for p in tries], inputs=[image], label="Example scans: click one")
 
         with gr.Tab("Batch"):
             gr.Markdown(

@@ -54,10 +54,38 @@ def upload(page, scan: Path, shots: Path | None = None) -> None:
 
 
 def switch_variant(page, name: str, shots: Path | None = None) -> None:
-    """Choosing another classical model redraws its panel under that name."""
+    """Choosing another classical model redraws its panel under that name, for the scan on the page."""
+    scan = page.locator("#summary figure.scan img").get_attribute("src")  # the scan as the models received it
     page.get_by_label(name, exact=True).check()
-    _text(page, name.replace("+", "\\\\+"), "#classical-panel h3")
+    _text(page, "^" + name.replace("+", "\\\\+"), "#classical-panel h3")  # "LBP SVM", not "HOG+LBP SVM"
+    assert page.locator("#summary figure.scan img").get_attribute("src") == scan
     _shot(page, shots, "variant")
+
+
+def volume_then_scan(page, volume: Path, scan: Path) -> None:
+    """A DICOM volume on the second input, then a scan on the first: the page answers for the scan, the last file
+    dropped, and keeps its answer when the volume is cleared (and when another classical model is chosen)."""
+    page.locator("#file-input input[type=file]").set_input_files(str(volume))
+    _text(page, "frames", "#summary")
+    page.locator("#scan-input input[type=file]").set_input_files(str(scan))
+    page.wait_for_function(
+        "() => !/frames/.test(document.querySelector('#summary')?.innerText || 'frames')", timeout=SECONDS
+    )
+    page.locator("#file-input button[aria-label='Clear']").click()  # clearing the other input keeps the answer
+    page.locator("#file-input input[type=file]").wait_for(state="attached", timeout=SECONDS)
+    _text(page, "referral", "#vit-panel")
+
+
+def example(page) -> None:
+    """An example clicked: it goes into the image input and is answered with the classical model chosen."""
+    chosen = page.locator("#classical-panel h3").inner_text().split(" ")[0]
+    before = page.locator("#vit-panel").inner_html()
+    page.locator("button.gallery-item").first.click()  # the examples (the landing view's gallery holds divs)
+    page.wait_for_function(
+        f"() => (document.querySelector('#vit-panel')?.innerHTML || '') !== {before!r}", timeout=SECONDS
+    )
+    _text(page, "referral", "#vit-panel")
+    assert page.locator("#classical-panel h3").inner_text().split(" ")[0] == chosen
 
 
 def withheld(page, image: Path, shots: Path | None = None) -> None:

@@ -121,6 +121,7 @@ def test_what_is_not_an_oct_scan_gets_no_answer(kind, models, tmp_path):
     }[kind]
     out = predict(write(tmp_path / "upload.png", encoded(image, "PNG")), None, models, None)
     assert "cannot judge this image" in out[SUMMARY] and "know only four things" in out[SUMMARY]
+    assert "disagree" not in out[SUMMARY] and "unsure" not in out[SUMMARY]  # no answer: nothing said about one
     for panel in (out[VIT_PANEL], out[CLASSICAL_PANEL]):  # the classes are there, but only behind a click
         assert "No answer" in panel and "<details><summary>Show the model's guesses anyway" in panel
         assert panel.index("<details>") < panel.index("referral:")
@@ -354,8 +355,9 @@ def test_deploy_uploads_the_bundle_and_sets_the_model_variables(tmp_path, fake_h
 
 
 def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
-    """Chromium through the visitor's path: the landing view, an upload and its preview, another classical model
-    (when several are loaded), an image the models cannot judge, a zip in the wrong place, then on the Batch tab."""
+    """Chromium through the visitor's path: the landing view, an upload and its preview, a volume then a scan (the
+    page answers for the last), another classical model (when several are loaded), an example clicked, an image the
+    models cannot judge, a zip in the wrong place, then on the Batch tab."""
     playwright = pytest.importorskip("playwright.sync_api")
     import browser as walk
 
@@ -369,12 +371,16 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
     with zipfile.ZipFile(archive, "w") as z:
         for scan in sorted(sample.glob("*/*.jpeg"))[:3]:
             z.write(scan, scan.name)
+    frames = [np.asarray(Image.open(p).convert("L").resize((512, 248))) for p in sorted(sample.glob("CNV/*.jpeg"))[:2]]
+    volume = Path(write(tmp_path / "volume.dcm", dicom(frames)))
     with playwright.sync_playwright() as p:
         browser = walk.browser(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         walk.landing(page, served)
         walk.upload(page, a_scan)
+        walk.volume_then_scan(page, volume, a_scan)
         walk.switch_variant(page, "LBP SVM")
+        walk.example(page)
         walk.withheld(page, photo)
         walk.wrong_place(page, archive)
         walk.batch(page, archive)
