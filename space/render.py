@@ -297,4 +297,7 @@ figure.scan img { max-height: 200px; width: auto; max-width: 100%; }
 .frames > div { max-height: 20em; overflow: auto; } .frames table { font-size: .85em; border-collapse: collapse; }
 .frames th, .frames td { text-align: left; padding: .15em .5em; border-bottom: 1px solid var(--border-color-primary); }
 .frames td:last-child { min-width: 14em; }
+@media (max-width: 700px) {  /* on a phone the models' table scrolls sideways, not one letter a line */
+  #model-table table { display: block; overflow-x: auto; } #model-table th, #model-table td { min-width: 9em; }
+}
 """

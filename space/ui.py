@@ -187,12 +187,12 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                         gr.Gallery(
                             [(path, label) for path, label in classes],
                             columns=2,
-                            height=300,
+                            height="auto",  # every condition visible, none cut by a fixed height
                             label="One scan of each condition (see 'About the conditions')",
                             allow_preview=True,
                             object_fit="contain",
                         )
-            gr.Markdown(model_table(models))
+            gr.Markdown(model_table(models), elem_id="model-table")
         for problem in models.problems:
             gr.Markdown(f"ℹ️ {problem}")
 
