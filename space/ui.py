@@ -108,7 +108,9 @@ def predict(path: str | None, classical: str | None, models: Models, pool: Decod
     normal-or-not and urgent-referral view, and pictures explaining it)."""
     if not path:  # the input was cleared: the page goes back to how it was before any upload
         return "", "", ""
-    if is_zip(Path(path).read_bytes()[:4]):
+    with open(path, "rb") as handle:  # its first bytes only: the decode worker reads the whole file
+        head = handle.read(4)
+    if is_zip(head):
         raise gr.Error("This file is a zip archive: open the Batch tab to classify all the scans in it.")
     chosen = models.chosen(classical)
     if not chosen:
