@@ -83,14 +83,8 @@ def predict(
 
 
 def output_urls(outputs: list) -> list[str]:
-    """The files an answer links to: a file output's own URL, or the one inside a `gr.update` of it."""
-    urls = []
-    for output in outputs:
-        if isinstance(output, dict) and output.get("__type__") == "update":
-            output = output.get("value")
-        if isinstance(output, dict) and output.get("url"):
-            urls.append(output["url"])
-    return urls
+    """The files an answer links to (the Batch tab's CSV; the page's answer is HTML with its pictures inline)."""
+    return [output["url"] for output in outputs if isinstance(output, dict) and output.get("url")]
 
 
 def call(client: httpx.Client, endpoint: str, data: list) -> list:
