@@ -13,7 +13,7 @@ Every setting that shapes the feature vector is a field of `FeatureSettings`, sa
 config.json and read back with it, so a model always computes the features it was trained on.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 from PIL import Image
@@ -214,12 +214,19 @@ def hog_blocks(cells: np.ndarray, settings: FeatureSettings) -> np.ndarray:
     return blocks / np.sqrt((blocks**2).sum(axis=(-3, -2, -1), keepdims=True) + 1e-10)
 
 
-def grid_hog(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
-    """HOG averaged over the grid_shifts cell grids. Gradients are binned once into TILE tiles; each grid's
-    cells are sums of tiles. With the (0, 0) grid alone this is skimage's HOG (hog_features)."""
+def shifted_hog_blocks(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """HOG blocks under each of grid_shifts' cell grids: (shifts, block rows, block cols, cell rows, cell cols,
+    bins), each grid's as skimage's `hog(..., feature_vector=False)` lays them out. Gradients are binned once
+    into TILE tiles; each grid's cells are sums of tiles."""
     per_cell = (settings.hog_cell // TILE[0], settings.hog_cell // TILE[1])
     cells = moved_cells(orientation_tiles(small, settings), per_cell, settings)
-    return hog_blocks(cells / settings.hog_cell**2, settings).mean(axis=0).ravel()  # cell means, as skimage
+    return hog_blocks(cells / settings.hog_cell**2, settings)  # cell means, as skimage
+
+
+def grid_hog(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """HOG averaged over the grid_shifts cell grids, as a vector. With the (0, 0) grid alone this is skimage's HOG
+    (hog_features; tests/test_baselines.py checks)."""
+    return shifted_hog_blocks(small, settings).mean(axis=0).ravel()
 
 
 def lbp_codes(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
@@ -291,9 +298,8 @@ def hog_map(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
     """HOG as a picture: the block-normalised histograms the classifier sees (each cell's averaged
     over the blocks that hold it), weighted by the cell's gradient strength so strong edges stand out
     as in skimage's `visualize`, which is 5x slower."""
-    blocks = hog(
-        small, **settings.hog_params, feature_vector=False
-    )  # (block rows, block cols, cell rows, cell cols, bins)
+    # skimage's hog(small, feature_vector=False) from this module's own HOG: 2.5x faster (skimage loops over blocks)
+    blocks = shifted_hog_blocks(small, replace(settings, grid_shifts=((0, 0),)))[0]
     block_rows, block_cols, cell_rows, cell_cols, bins = blocks.shape
     total = np.zeros((block_rows + cell_rows - 1, block_cols + cell_cols - 1, bins))
     count = np.zeros(total.shape[:2] + (1,))

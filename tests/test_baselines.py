@@ -276,5 +276,40 @@ def test_rbf_kernel_keeps_the_norms_of_one_array_only_and_never_saves_them():
     kernel = RBFKernel(0.05)
     for other in (b, b, b + 1, b[::-1].copy()):  # the same array again, then new ones
         np.testing.assert_allclose(kernel(a, other), np.exp(-0.05 * cdist(a, other, "sqeuclidean")), rtol=1e-5)
+    kernel.rows = np.array([1, 4, 5, 19])  # support vectors: their columns alone, the rest 0
+    expected = np.zeros((3, 20))
+    expected[:, kernel.rows] = np.exp(-0.05 * cdist(a, b[kernel.rows], "sqeuclidean"))
+    np.testing.assert_allclose(kernel(a, b), expected, rtol=1e-5)
+    np.testing.assert_allclose(kernel(b, b), np.exp(-0.05 * cdist(b, b, "sqeuclidean")), rtol=1e-5)  # a fit: whole
     restored = sio.loads(sio.dumps(kernel), trusted=["baselines.model.RBFKernel"])
-    assert vars(restored) == {"gamma": 0.05}
+    assert vars(restored) == {"gamma": 0.05, "rows": None}
+
+
+def test_the_svm_reads_only_its_support_vectors_and_predicts_as_with_every_row(trained, sample):
+    from models.classical import load_classical
+
+    model = load_classical(trained[0])
+    features = model.features(sorted(sample.glob("*/*.jpeg"))[::16])
+    svm = model.estimator._decisions()[-1]
+    assert svm.kernel.rows is None  # not saved: a loaded model learns them at its first prediction
+    fast = model.estimator.predict_proba(features)
+    assert svm.kernel.rows is svm.support_ and len(svm.support_) < svm.shape_fit_[0]
+    svm.kernel.rows = None  # model_ itself does not set them: every training row is read
+    every_row = model.estimator.model_.predict_proba(features.reshape(-1, features.shape[-1]))
+    np.testing.assert_allclose(fast, every_row.reshape(len(features), 2, -1).mean(axis=1), atol=1e-6)
+
+
+def test_the_projects_hog_is_skimages_on_real_scans(sample):
+    from dataclasses import replace
+
+    from skimage.feature import hog
+
+    from baselines.features import feature_band, grid_hog, hog_features, shifted_hog_blocks
+
+    settings = FeatureSettings()
+    unshifted = replace(settings, grid_shifts=((0, 0),))
+    for path in sorted(sample.glob("*/*.jpeg"))[::48]:
+        small = feature_band(read_scan(path), settings)
+        np.testing.assert_allclose(grid_hog(small, unshifted), hog_features(small, settings), atol=1e-6)
+        blocks = hog(small, **settings.hog_params, feature_vector=False)  # what hog_map draws
+        np.testing.assert_allclose(shifted_hog_blocks(small, unshifted)[0], blocks, atol=1e-6)
