@@ -145,6 +145,50 @@ def test_grayscale_resized_first_gives_the_processors_own_pixels(trained, small_
     np.testing.assert_array_equal(processor(images=presized, return_tensors="np")["pixel_values"], own)
 
 
+def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmented_pixels(trained, small_data):
+    """--augment-at input: the draws of the default augmentation, made on the resized scan, with a speckle as strong
+    as the decoded scan's is after the processor's resize; refused for a processor that does not resize so."""
+    from transformers import AutoImageProcessor
+
+    from models.vit import processor_images
+    from octcore.data import discover
+    from octcore.imaging import DECODE_SIZE, read_scan
+    from train.data import INPUT_SPECKLE, augment_resized, scan_dataset, speckle_bank, tone_and_speckle
+
+    processor = AutoImageProcessor.from_pretrained(trained)
+    flat = 0.4 * speckle_bank()[: DECODE_SIZE[0] * DECODE_SIZE[1]].reshape(DECODE_SIZE)  # the scan's speckle...
+    kept = np.asarray(processor_images(processor, [flat])[0], np.float32)[4:-4, 4:-4]  # ...after the resize
+    small = np.full(kept.shape, 0.4, dtype=np.float32)
+    own = [tone_and_speckle(small.copy(), np.random.default_rng(i), INPUT_SPECKLE) for i in range(40)]
+    spread = [out.std() / out.mean() for out in own if out.std() / out.mean() > 0.05]
+    assert len(spread) >= 10 and abs(np.median(spread) / (kept.std() / kept.mean()) - 1) < 0.05
+
+    scans = discover(small_data)[:4]
+    plain, _ = scan_dataset(scans, processor)
+    at_scan, _ = scan_dataset(scans, processor, augment_seed=3)
+    at_input, _ = scan_dataset(scans, processor, augment_seed=3, augment_at="input")
+    for i in range(len(scans)):
+        unaugmented = plain[i]["pixels"].numpy()
+        a, b = (data[i]["pixels"].numpy().astype(float) for data in (at_scan, at_input))
+        assert a.shape == b.shape == unaugmented.shape and not np.array_equal(a, b)
+        # the same draws (shift, zoom, flip, brightness, speckle or not) at the other size: within a few gray levels
+        assert np.abs(a - b).mean() < 8 and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+
+    class Middle:  # every draw at the middle of its range, no flip, no speckle: no augmentation at all
+        def uniform(self, low: float, high: float) -> float:
+            return (low + high) / 2
+
+        def random(self) -> float:
+            return 0.9
+
+    gray = read_scan(scans[0].path).gray
+    unchanged = np.asarray(augment_resized(gray, Middle(), processor), dtype=int)
+    plain_image = np.asarray(processor_images(processor, [gray])[0], dtype=int)
+    assert np.abs(unchanged - plain_image)[3:-3, 3:-3].max() <= 1  # the very resize, but at the edges
+    with pytest.raises(ValueError, match="fixed height x width"):
+        scan_dataset(scans, AutoImageProcessor.from_pretrained(trained, do_center_crop=True), 3, "input")
+
+
 def test_augmentation_flips_in_its_affine_pass_and_speckles_like_gamma_16(a_scan):
     from octcore.imaging import read_scan
     from train.data import affine_matrix, augment

@@ -38,7 +38,7 @@ from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate, with_ci
 from octcore.plots import read_training_log, save_training_curves
-from train.data import ModelInputs, input_size, make_processor, scan_dataset
+from train.data import AUGMENT_AT, ModelInputs, input_size, make_processor, scan_dataset
 from train.export_onnx import export_and_check
 from train.loop import (
     Progress,
@@ -88,6 +88,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--checkpoint-every", type=int, default=0, help="also checkpoint every N optimizer steps")
     add("--workers", type=int, default=2, help="data-loading processes")
+    add(
+        "--augment-at",
+        choices=AUGMENT_AT,
+        default="scan",
+        help="augment the decoded scan (default) or in the resize to the model's input: about 1.6x the scans per "
+        "second per loader worker, a candidate recipe not yet chosen on validation (benchmarks/vit_recipe.py)",
+    )
     add("--seed", type=int, default=0)
     add("--report-to", default="", help="more Accelerate trackers, comma-separated (tensorboard, wandb, ...)")
     add(
@@ -144,6 +151,7 @@ def training_record(args: argparse.Namespace, scans, split: list[str], size: tup
             if args.freeze_layers
             else "all layers trained",
             "mixed_precision": args.mixed_precision,
+            "augment_at": args.augment_at,
         },
     }
 
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = ModelInputs(processor)
 
     def loader(part: list, shuffle: bool, augment_seed: int | None = None):
-        data, transform = scan_dataset(part, processor, augment_seed)
+        data, transform = scan_dataset(part, processor, augment_seed, args.augment_at)
         batches = torch.utils.data.DataLoader(
             data, batch_size=args.batch_size, shuffle=shuffle, num_workers=args.workers, drop_last=shuffle
         )

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, BitImageProcessorPil
 
-from models.vit import processor_images, processor_table
+from models.vit import presized, processor_images, processor_table
 from octcore.data import Scan, to_hf_dataset
-from octcore.imaging import read_scan
+from octcore.imaging import read_scan, to_image
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DINOV2_SIZE = (126, 252)  # (height, width): 9 x 18 patches of 14 px; as accurate as 168 x 336 here and 1.7x faster
@@ -46,14 +46,25 @@ def make_processor(base_model: str, size: tuple[int, int]):
 
 
 SPECKLE_DRAWS = 1 << 22  # gamma draws kept per process: 16 MB, 16 to 33 scans' worth at decode size
+# Where the augmentation runs: on the decoded scan (the default recipe), or as part of the resize to the model's
+# input (`--augment-at input`, a candidate recipe of benchmarks/vit_recipe.py): the zoom and shift become the
+# resize's source box and the rest works on about a quarter of the pixels, so a loader worker gives about 1.6
+# times the scans per second.
+AUGMENT_AT = ("scan", "input")
+SCAN_SPECKLE = 16  # gamma shape of the speckle on the decoded scan: sd 1/4
+# At the input size a pixel is about 2 x 2 of the decoded scan's, averaged by the processor's bicubic resize: its
+# own speckle has the sd that the scan's keeps through that resize (0.10, so shape 97; tests/test_train.py checks).
+INPUT_SPECKLE = 97
+ZOOM, SHIFT = (0.9, 1.1), 0.05  # zoom range; shift, as a fraction of the width and the height, either way
 
 
 @functools.cache
-def speckle_bank() -> np.ndarray:
-    """gamma(16, 1/16) draws (mean 1, sd 0.25), made once per process from a fixed seed: multiplicative speckle.
-    Drawing a scan's worth afresh was the loader's dearest step; a window of these at a random offset has the
-    same distribution, pixel by pixel independent, and stays reproducible from (seed, epoch, index)."""
-    return np.random.default_rng(0).standard_gamma(16.0, size=SPECKLE_DRAWS, dtype=np.float32) / 16
+def speckle_bank(shape: int = SCAN_SPECKLE) -> np.ndarray:
+    """gamma(shape, 1/shape) draws (mean 1, sd 1/sqrt(shape)), made once per process from a fixed seed:
+    multiplicative speckle. Drawing a scan's worth afresh was the loader's dearest step; a window of these at a
+    random offset has the same distribution, pixel by pixel independent, and stays reproducible from (seed,
+    epoch, index)."""
+    return np.random.default_rng(0).standard_gamma(float(shape), size=SPECKLE_DRAWS, dtype=np.float32) / shape
 
 
 def affine_matrix(width: int, height: int, scale: float, dx: float, dy: float, flip: bool) -> tuple:
@@ -66,44 +77,77 @@ def affine_matrix(width: int, height: int, scale: float, dx: float, dy: float, f
     return (a, 0, c, 0, 1 / scale, cy - (cy + dy) / scale)
 
 
-def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """B-scan augmentation: small scale and shift, horizontal flip, brightness/contrast, speckle-like noise."""
-    height, width = gray.shape
-    scale = rng.uniform(0.9, 1.1)
-    dx, dy = rng.uniform(-0.05, 0.05) * width, rng.uniform(-0.05, 0.05) * height
-    matrix = affine_matrix(width, height, scale, dx, dy, flip=rng.random() < 0.5)
-    image = Image.fromarray(gray).transform((width, height), Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR)
-    out = np.asarray(image, dtype=np.float32)
+def tone_and_speckle(out: np.ndarray, rng: np.random.Generator, speckle: int) -> np.ndarray:
+    """The augmentation's brightness/contrast and, on half the scans, multiplicative speckle of gamma shape
+    `speckle`, in place on a float32 image in [0, 1]."""
     mean = out.mean()
     out = (out - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-0.08, 0.08)
     if rng.random() < 0.5:
         if out.size <= SPECKLE_DRAWS:
             offset = rng.integers(0, SPECKLE_DRAWS - out.size + 1)
-            out *= speckle_bank()[offset : offset + out.size].reshape(out.shape)
+            out *= speckle_bank(speckle)[offset : offset + out.size].reshape(out.shape)
         else:  # far larger than Kermany's scans (a big PNG): drawn for it alone
-            out *= rng.standard_gamma(16.0, size=out.shape, dtype=np.float32) / 16
+            out *= rng.standard_gamma(float(speckle), size=out.shape, dtype=np.float32) / speckle
     return np.clip(out, 0, 1, out=out)
+
+
+def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """B-scan augmentation: small scale and shift, horizontal flip, brightness/contrast, speckle-like noise."""
+    height, width = gray.shape
+    scale = rng.uniform(*ZOOM)
+    dx, dy = rng.uniform(-SHIFT, SHIFT) * width, rng.uniform(-SHIFT, SHIFT) * height
+    matrix = affine_matrix(width, height, scale, dx, dy, flip=rng.random() < 0.5)
+    image = Image.fromarray(gray).transform((width, height), Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR)
+    return tone_and_speckle(np.asarray(image, dtype=np.float32), rng, SCAN_SPECKLE)
+
+
+def augment_resized(gray: np.ndarray, rng: np.random.Generator, processor) -> Image.Image:
+    """The same draws as `augment`, made as part of processor_images' resize: the zoomed and shifted part of the
+    8-bit scan is the resize's source box (so the processor's own filter is the only resampling), the flip a
+    mirror of the result, and the tone and a speckle as strong as the decoded scan's after the resize, on the
+    resized pixels. An unaugmented scan gives processor_images' image but at its edges."""
+    height, width = gray.shape
+    scale = rng.uniform(*ZOOM)
+    dx, dy = rng.uniform(-SHIFT, SHIFT) * width, rng.uniform(-SHIFT, SHIFT) * height
+    flip = rng.random() < 0.5
+    # Black around the scan, as `augment` shows it past the edges: wide enough for the widest box and the filter.
+    my, mx = int(np.ceil(height * (1 / ZOOM[0] - 1 + SHIFT))) + 4, int(np.ceil(width * (1 / ZOOM[0] - 1 + SHIFT))) + 4
+    padded = Image.fromarray(np.pad(np.asarray(to_image(gray)), ((my, my), (mx, mx))))
+    _, _, left, _, _, top = affine_matrix(width, height, scale, dx, dy, flip=False)
+    box = (mx + left, my + top, mx + left + width / scale, my + top + height / scale)
+    image = padded.resize(presized(processor), Image.Resampling(processor.resample), box=box)
+    if flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return to_image(tone_and_speckle(np.asarray(image, dtype=np.float32) / 255, rng, INPUT_SPECKLE))
 
 
 class ScanTransform:
     """The `datasets` transform from table rows to model inputs: decode (read_scan, the decode the Space makes
-    of an upload), augment if asked (seeded by seed, epoch and row index), resize to the processor's size
-    (processor_images), then, where the processor's remaining work is one value per gray level, 8-bit scans
-    (`pixels`) that `ModelInputs` turns into the processor's output on the training device; else the processor's
-    output (`pixel_values`)."""
+    of an upload), augment if asked (seeded by seed, epoch and row index) before or with (`augment_at`) the resize
+    to the processor's size (processor_images), then, where the processor's remaining work is one value per gray
+    level, 8-bit scans (`pixels`) that `ModelInputs` turns into the processor's output on the training device; else
+    the processor's output (`pixel_values`)."""
 
-    def __init__(self, processor, augment_seed: int | None = None):
-        self.processor, self.augment_seed, self.epoch = processor, augment_seed, 0
+    def __init__(self, processor, augment_seed: int | None = None, augment_at: str = "scan"):
+        if augment_at not in AUGMENT_AT:
+            raise ValueError(f"augment_at must be one of {AUGMENT_AT}, not {augment_at!r}")
+        if augment_at == "input" and presized(processor) is None:
+            raise ValueError("augmenting at the input size needs a processor that resizes to a fixed height x width")
+        self.processor, self.augment_seed, self.augment_at, self.epoch = processor, augment_seed, augment_at, 0
         self.eight_bit = processor_table(processor) is not None
 
     def __call__(self, batch: dict) -> dict:
-        images = []  # grayscale arrays
+        images = []  # grayscale arrays, or (augment_at input) the processor's images
         for image, index in zip(batch["image"], batch["index"]):
             gray = read_scan(image["path"] or image["bytes"]).gray
-            if self.augment_seed is not None:
-                gray = augment(gray, np.random.default_rng([self.augment_seed, self.epoch, index]))
-            images.append(gray)
-        images = processor_images(self.processor, images)
+            if self.augment_seed is None:
+                images.append(gray)
+                continue
+            rng = np.random.default_rng([self.augment_seed, self.epoch, index])
+            at_scan = self.augment_at == "scan"
+            images.append(augment(gray, rng) if at_scan else augment_resized(gray, rng, self.processor))
+        if self.augment_seed is None or self.augment_at == "scan":
+            images = processor_images(self.processor, images)
         if self.eight_bit:
             return {"pixels": torch.from_numpy(np.stack([np.asarray(i) for i in images])), "labels": batch["label"]}
         pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
@@ -135,8 +179,8 @@ def scan_table(scans: list[Scan]) -> datasets.Dataset:
 
 
 def scan_dataset(
-    scans: list[Scan], processor, augment_seed: int | None = None
+    scans: list[Scan], processor, augment_seed: int | None = None, augment_at: str = "scan"
 ) -> tuple[datasets.Dataset, ScanTransform]:
     """A dataset a DataLoader reads directly, and its transform (set `.epoch` on it before each epoch)."""
-    transform = ScanTransform(processor, augment_seed)
+    transform = ScanTransform(processor, augment_seed, augment_at)
     return scan_table(scans).with_transform(transform), transform
