@@ -1,7 +1,7 @@
 """ViT training throughput of the real trainer: `python -m train --max-steps`, timed by its own log.
 
     python benchmarks/vit_throughput.py --data DATA --base-model BASE [--batch-size 256] [--steps 30]
-        [--warmup-steps 5] [--workers 12] [--image-size HxW] [--random-vit-base]
+        [--warmup-steps 5] [--workers 12] [--image-size HxW] [--random-vit-base] [--augment-at scan|input]
 
 Runs the trainer for --warmup-steps + --steps optimizer steps (real scans: decode, augmentation,
 processor, forward, backward, AdamW) and reads its tracker log (OUT/logs/metrics.jsonl): training
@@ -9,7 +9,8 @@ images per second over the timed steps, counting the time spent waiting for data
 implies for one epoch of the full Kermany training set (83,484 scans). Use a dataset with more scans
 than the steps need (e.g. benchmarks/synthetic_dataset.py's), so no epoch boundary falls in the
 timed steps. --random-vit-base measures a randomly initialised ViT-B/16 at 224x224 instead of BASE
-(throughput does not depend on the weights).
+(throughput does not depend on the weights). --augment-at is the trainer's (with input, the scans are decoded
+once before the first step, which the timed steps do not include).
 """
 
 import argparse
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--image-size", help="HxW (default: the trainer's for the base model)")
     parser.add_argument("--split-file", help="skip the trainer's own split (which decodes every scan once)")
     parser.add_argument("--random-vit-base", action="store_true", help="a randomly initialised ViT-B/16 at 224x224")
+    parser.add_argument("--augment-at", choices=("scan", "input"), default="scan", help="the trainer's (default scan)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vit-throughput-"))
     base = args.base_model
@@ -60,6 +62,8 @@ def main() -> None:
         "1000",
         "--max-steps",
         str(args.warmup_steps + args.steps),
+        "--augment-at",
+        args.augment_at,
     ]
     command += ["--image-size", args.image_size] if args.image_size else []
     command += ["--split-file", args.split_file] if args.split_file else []
@@ -77,7 +81,8 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(
         f"{'ViT-B/16 (random init)' if args.random_vit_base else base}, batch {args.batch_size}, "
-        f"{args.workers} loader workers, {device}: {rate:.1f} training images/s over {len(timed)} steps "
+        f"{args.workers} loader workers, augmented at the {args.augment_at}, {device}: {rate:.1f} training images/s "
+        f"over {len(timed)} steps "
         f"({waiting / seconds:.0%} of the time waiting for data) -> {FULL_TRAIN / rate / 60:.1f} min per epoch "
         f"of the full training set ({FULL_TRAIN:,} scans); the model alone (steps less their wait for data): "
         f"{len(timed) * args.batch_size / max(seconds - waiting, 1e-9):.1f} images/s"

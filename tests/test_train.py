@@ -145,7 +145,9 @@ def test_grayscale_resized_first_gives_the_processors_own_pixels(trained, small_
     np.testing.assert_array_equal(processor(images=presized, return_tensors="np")["pixel_values"], own)
 
 
-def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmented_pixels(trained, small_data):
+def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmented_pixels(
+    trained, small_data, tmp_path
+):
     """--augment-at input: the draws of the default augmentation, made on the resized scan, with a speckle as strong
     as the decoded scan's is after the processor's resize; refused for a processor that does not resize so."""
     from transformers import AutoImageProcessor
@@ -153,7 +155,7 @@ def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmente
     from models.vit import processor_images
     from octcore.data import discover
     from octcore.imaging import DECODE_SIZE, read_scan
-    from train.data import INPUT_SPECKLE, augment_resized, scan_dataset, speckle_bank, tone_and_speckle
+    from train.data import INPUT_SPECKLE, augment_resized, eight_bit, scan_dataset, speckle_bank, tone_and_speckle
 
     processor = AutoImageProcessor.from_pretrained(trained)
     flat = 0.4 * speckle_bank()[: DECODE_SIZE[0] * DECODE_SIZE[1]].reshape(DECODE_SIZE)  # the scan's speckle...
@@ -167,10 +169,13 @@ def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmente
     plain, _ = scan_dataset(scans, processor)
     at_scan, _ = scan_dataset(scans, processor, augment_seed=3)
     at_input, _ = scan_dataset(scans, processor, augment_seed=3, augment_at="input")
+    decoded_once, _ = scan_dataset(scans, processor, augment_seed=3, augment_at="input", decoded=tmp_path, workers=2)
+    assert "image" not in decoded_once.column_names and list(tmp_path.glob("*.arrow"))  # read from pixels on disk
     for i in range(len(scans)):
         unaugmented = plain[i]["pixels"].numpy()
         a, b = (data[i]["pixels"].numpy().astype(float) for data in (at_scan, at_input))
         assert a.shape == b.shape == unaugmented.shape and not np.array_equal(a, b)
+        np.testing.assert_array_equal(decoded_once[i]["pixels"].numpy(), b)  # decoded once or every time: the same
         # the same draws (shift, zoom, flip, brightness, speckle or not) at the other size: within a few gray levels
         assert np.abs(a - b).mean() < 8 and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
 
@@ -182,7 +187,7 @@ def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmente
             return 0.9
 
     gray = read_scan(scans[0].path).gray
-    unchanged = np.asarray(augment_resized(gray, Middle(), processor), dtype=int)
+    unchanged = np.asarray(augment_resized(eight_bit(gray), Middle(), processor), dtype=int)
     plain_image = np.asarray(processor_images(processor, [gray])[0], dtype=int)
     assert np.abs(unchanged - plain_image)[3:-3, 3:-3].max() <= 1  # the very resize, but at the edges
     with pytest.raises(ValueError, match="fixed height x width"):

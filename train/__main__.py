@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -224,19 +225,27 @@ def main(argv: list[str] | None = None) -> int:
     # send 8-bit scans, which `inputs` turns into the processor's output on the device.
     inputs = ModelInputs(processor)
 
+    decoded = out / "checkpoints" / "decoded"  # --augment-at input: the training scans decoded once, for this run
+
     def loader(part: list, shuffle: bool, augment_seed: int | None = None):
-        data, transform = scan_dataset(part, processor, augment_seed, args.augment_at)
+        data, transform = scan_dataset(part, processor, augment_seed, args.augment_at, decoded, args.workers)
         batches = torch.utils.data.DataLoader(
             data, batch_size=args.batch_size, shuffle=shuffle, num_workers=args.workers, drop_last=shuffle
         )
         return batches, transform
 
-    train_loader, train_transform = loader(select(scans, split.names, "train"), True, augment_seed=args.seed)
+    start = time.perf_counter()
+    with accelerator.main_process_first():  # the main process decodes (if it must); the others read its files
+        train_loader, train_transform = loader(select(scans, split.names, "train"), True, augment_seed=args.seed)
+    decoded_s = time.perf_counter() - start if args.augment_at == "input" else None
     val_loader, _ = loader(select(scans, split.names, "val"), False)
     test_scans = select(scans, split.names, "test")
     test_loader, _ = loader(test_scans, False)
     if args.data_loading_only:
-        print(json.dumps(time_data_loading(train_loader, args.workers, args.max_steps)))
+        timing = time_data_loading(train_loader, args.workers, args.max_steps)
+        if accelerator.is_main_process:
+            shutil.rmtree(decoded, ignore_errors=True)
+        print(json.dumps({**timing, "decoded_once_s": None if decoded_s is None else round(decoded_s, 1)}))
         return 0
 
     # 4. Optimizer with layer-wise decay, warm-up then cosine schedule, all prepared by Accelerate.
@@ -326,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             progress.epoch += 1
             save_checkpoint(accelerator, checkpoints / progress.checkpoint_name())
     bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(decoded, ignore_errors=True)  # as large as the training set's pixels; training is over
     if args.max_steps and progress.step >= args.max_steps and progress.epoch < args.epochs:
         accelerator.print(f"stopped after {progress.step} steps (--max-steps); no model folder written")
         accelerator.end_training()
@@ -334,7 +346,6 @@ def main(argv: list[str] | None = None) -> int:
     # 7. The best epoch, in float32 as users run it (not prepared, so no autocast): its temperature and
     #    out-of-scope detector fitted on the training (unaugmented) and validation scans, then its figures on the
     #    test patients, never seen in training or model selection; the folder, its card and curves; push if asked.
-    accelerator.wait_for_everyone()
     best = AutoModelForImageClassification.from_pretrained(checkpoints / "best", use_safetensors=True)
     best = best.to(accelerator.device)
     plain_train = accelerator.prepare(loader(select(scans, split.names, "train"), False)[0])

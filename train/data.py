@@ -9,6 +9,7 @@ resumed run sees exactly the images an uninterrupted one would.
 """
 
 import functools
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -101,24 +102,55 @@ def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return tone_and_speckle(np.asarray(image, dtype=np.float32), rng, SCAN_SPECKLE)
 
 
-def augment_resized(gray: np.ndarray, rng: np.random.Generator, processor) -> Image.Image:
-    """The same draws as `augment`, made as part of processor_images' resize: the zoomed and shifted part of the
-    8-bit scan is the resize's source box (so the processor's own filter is the only resampling), the flip a
-    mirror of the result, and the tone and a speckle as strong as the decoded scan's after the resize, on the
-    resized pixels. An unaugmented scan gives processor_images' image but at its edges."""
-    height, width = gray.shape
+def augment_resized(scan8: np.ndarray, rng: np.random.Generator, processor) -> Image.Image:
+    """The same draws as `augment`, made as part of processor_images' resize of the 8-bit scan (`eight_bit`): the
+    zoomed and shifted part of it is the resize's source box (so the processor's own filter is the only
+    resampling), the flip a mirror of the result, and the tone and a speckle as strong as the decoded scan's after
+    the resize, on the resized pixels. An unaugmented scan gives processor_images' image but at its edges."""
+    height, width = scan8.shape
     scale = rng.uniform(*ZOOM)
     dx, dy = rng.uniform(-SHIFT, SHIFT) * width, rng.uniform(-SHIFT, SHIFT) * height
     flip = rng.random() < 0.5
     # Black around the scan, as `augment` shows it past the edges: wide enough for the widest box and the filter.
     my, mx = int(np.ceil(height * (1 / ZOOM[0] - 1 + SHIFT))) + 4, int(np.ceil(width * (1 / ZOOM[0] - 1 + SHIFT))) + 4
-    padded = Image.fromarray(np.pad(np.asarray(to_image(gray)), ((my, my), (mx, mx))))
+    padded = Image.fromarray(np.pad(scan8, ((my, my), (mx, mx))))
     _, _, left, _, _, top = affine_matrix(width, height, scale, dx, dy, flip=False)
     box = (mx + left, my + top, mx + left + width / scale, my + top + height / scale)
     image = padded.resize(presized(processor), Image.Resampling(processor.resample), box=box)
     if flip:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return to_image(tone_and_speckle(np.asarray(image, dtype=np.float32) / 255, rng, INPUT_SPECKLE))
+
+
+def eight_bit(gray: np.ndarray) -> np.ndarray:
+    """A decoded scan (read_scan) as the 8-bit pixels processor_images resizes."""
+    return np.asarray(to_image(gray))
+
+
+def _decode_rows(batch: dict) -> dict:
+    scans = [eight_bit(read_scan(image["path"] or image["bytes"]).gray) for image in batch["image"]]
+    return {
+        "scan8": [s.tobytes() for s in scans],
+        "height": [s.shape[0] for s in scans],
+        "width": [s.shape[1] for s in scans],
+    }
+
+
+def decoded_table(scans: list[Scan], folder: Path, workers: int = 0) -> datasets.Dataset:
+    """The scans decoded once (`eight_bit`), in Arrow files in `folder` that `datasets` memory-maps: the loader
+    workers then read a scan's pixels (128 kB) rather than decode its JPEG every epoch, and no process holds the
+    dataset's pixels. Made by `workers` processes; a later call with the same folder reads the files back (a
+    resumed run), so the folder is the caller's to delete. Used by augment_at input, which starts from 8 bits."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return scan_table(scans).map(
+        _decode_rows,
+        batched=True,
+        batch_size=32,
+        num_proc=workers if workers > 1 else None,
+        remove_columns=["image"],
+        cache_file_name=str(folder / "scans.arrow"),
+        desc="decoding the training scans once",
+    )
 
 
 class ScanTransform:
@@ -136,16 +168,24 @@ class ScanTransform:
         self.processor, self.augment_seed, self.augment_at, self.epoch = processor, augment_seed, augment_at, 0
         self.eight_bit = processor_table(processor) is not None
 
+    def scan(self, batch: dict, i: int) -> np.ndarray:
+        """Row i's scan: decoded (read_scan), or its 8 bits as a decoded_table holds them (augment_at input)."""
+        if "scan8" in batch:
+            return np.frombuffer(batch["scan8"][i], np.uint8).reshape(batch["height"][i], batch["width"][i])
+        image = batch["image"][i]
+        gray = read_scan(image["path"] or image["bytes"]).gray
+        return eight_bit(gray) if self.augment_seed is not None and self.augment_at == "input" else gray
+
     def __call__(self, batch: dict) -> dict:
         images = []  # grayscale arrays, or (augment_at input) the processor's images
-        for image, index in zip(batch["image"], batch["index"]):
-            gray = read_scan(image["path"] or image["bytes"]).gray
+        for i, index in enumerate(batch["index"]):
+            scan = self.scan(batch, i)
             if self.augment_seed is None:
-                images.append(gray)
+                images.append(scan)
                 continue
             rng = np.random.default_rng([self.augment_seed, self.epoch, index])
             at_scan = self.augment_at == "scan"
-            images.append(augment(gray, rng) if at_scan else augment_resized(gray, rng, self.processor))
+            images.append(augment(scan, rng) if at_scan else augment_resized(scan, rng, self.processor))
         if self.augment_seed is None or self.augment_at == "scan":
             images = processor_images(self.processor, images)
         if self.eight_bit:
@@ -179,8 +219,16 @@ def scan_table(scans: list[Scan]) -> datasets.Dataset:
 
 
 def scan_dataset(
-    scans: list[Scan], processor, augment_seed: int | None = None, augment_at: str = "scan"
+    scans: list[Scan],
+    processor,
+    augment_seed: int | None = None,
+    augment_at: str = "scan",
+    decoded: Path | None = None,
+    workers: int = 0,
 ) -> tuple[datasets.Dataset, ScanTransform]:
-    """A dataset a DataLoader reads directly, and its transform (set `.epoch` on it before each epoch)."""
+    """A dataset a DataLoader reads directly, and its transform (set `.epoch` on it before each epoch). With
+    augment_at input and a `decoded` folder, the scans are decoded once into it first (decoded_table)."""
     transform = ScanTransform(processor, augment_seed, augment_at)
-    return scan_table(scans).with_transform(transform), transform
+    once = decoded is not None and augment_seed is not None and augment_at == "input"
+    table = decoded_table(scans, decoded, workers) if once else scan_table(scans)
+    return table.with_transform(transform), transform
