@@ -7,7 +7,8 @@ With the first --repeats scans of DATA (a dataset folder; the bundled, downsized
 median ms of: the Space's parts of one request (the scan check, each model's steps, the panels' pictures), the
 two models one after the other against side by side as the Space runs them (one core each), the int8 ViT with 1
 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode, augmentation, resize; the
-processor against its table, which replaced it). --compare-onnx runs another int8 export of the same model
+processor against its table, which replaced it; with --augment-at input, the decode once and the augmentation in
+the resize). --compare-onnx runs another int8 export of the same model
 alternately with the folder's, one scan each in turn in one process, so that a drift in the machine's speed
 touches both alike (how an export change was measured).
 """
@@ -26,7 +27,7 @@ from octcore.quality import scan_warnings
 from space.engine import Answer, Frame, classify, one_core_per_model
 from space.render import model_panel
 from space.uploads import DecodedFrame
-from train.data import augment, speckle_bank
+from train.data import augment, augment_resized, eight_bit, speckle_bank
 
 BUNDLED = Path(__file__).resolve().parent.parent / "examples" / "sample"
 
@@ -152,6 +153,15 @@ def main() -> None:
     )
     if vit.table is not None:  # what replaces it: the workers send 8-bit scans, looked up in its table on the device
         show("the processor's table, on the CPU", median_ms(lambda i: table_pixels(vit.table, [images[i]]), n))
+    print(f"with --augment-at input, one scan ({where}):")
+    scans8 = [eight_bit(gray) for gray in grays]  # what decoded_table holds, read instead of the decode
+    show(
+        "to 8 bits (once per training run: decoded_table)", median_ms(lambda i: eight_bit(read_scan(files[i]).gray), n)
+    )
+    show(
+        "augmentation in the resize to the processor's size",
+        median_ms(lambda i: augment_resized(scans8[i], np.random.default_rng(i), processor), n),
+    )
 
 
 if __name__ == "__main__":
