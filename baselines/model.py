@@ -33,9 +33,9 @@ class RBFKernel:
     At prediction SVC passes its whole training set as `b`, every time, and libsvm then reads only the
     columns of its support vectors. So once `rows` names them (OCTSVMClassifier sets it from the fitted SVC),
     only those rows are read: kept as one contiguous copy, with their squared norms, for as long as that array
-    lives (a weak reference, so a freed array can never be mistaken for another). A scan's kernel row is then a
-    third of the memory traffic, the cost of a prediction. The Gram matrix of a fit (`a is b`) is always whole.
-    Nothing of this is saved with the model (`__getstate__`)."""
+    lives (a weak reference, so a freed array can never be mistaken for another). A scan's kernel row is then
+    less memory traffic, the cost of a prediction. A fit (`a is b`) computes the whole Gram matrix and forgets
+    `rows`, which belonged to the fit before. Nothing of this is saved with the model (`__getstate__`)."""
 
     def __init__(self, gamma: float):
         self.gamma = gamma
@@ -47,23 +47,25 @@ class RBFKernel:
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
 
-    def _columns(self, b: np.ndarray, whole: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        """(rows of b read, or None for all; those rows; their squared norms)."""
-        rows = None if whole or self.rows is None else self.rows
+    def _columns(self, b: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """(rows of b read, or None for all; those rows; their squared norms), kept while b is alive."""
         cached = getattr(self, "_cached", None)
-        if cached is None or cached[0]() is not b or cached[1] is not rows:
-            used = b if rows is None else np.ascontiguousarray(b[rows])
-            self._cached = (weakref.ref(b), rows, used, np.einsum("ij,ij->i", used, used))
-        return self._cached[1:]
+        if cached is None or cached[0]() is not b or cached[1] is not self.rows:
+            copy = None if self.rows is None else b[self.rows]  # fancy indexing: already a contiguous copy
+            used = b if copy is None else copy
+            cached = self._cached = (weakref.ref(b), self.rows, copy, np.einsum("ij,ij->i", used, used))
+        return cached[1], b if cached[2] is None else cached[2], cached[3]  # b itself is never kept
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        rows, used, norms = self._columns(b, whole=a is b)
+        if a is b:  # a fit's Gram matrix: whole, and any support vectors of an earlier fit are stale
+            self.rows = None
+        rows, used, norms = self._columns(b)
         # used @ a.T rather than a @ used.T: OpenBLAS streams the long row-major operand about 1.6x faster this way
         squared = np.einsum("ij,ij->i", a, a)[:, None] + norms[None, :] - 2 * (used @ a.T).T
         values = np.exp(-self.gamma * np.maximum(squared, 0))
         if rows is None:
             return values
-        kernel = np.zeros((len(a), len(b)), dtype=values.dtype)  # columns libsvm never reads stay 0
+        kernel = np.zeros((len(a), len(b)))  # float64, as libsvm reads it; columns it never reads stay 0
         kernel[:, rows] = values
         return kernel
 

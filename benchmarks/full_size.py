@@ -27,8 +27,9 @@ import psutil
 
 def run(command: list[str]) -> tuple[float, float, float, str]:
     """(seconds, peak resident MB and peak held MB of the process tree, stdout) of one stage. Held: resident
-    less the pages of mapped files (the kernel's to drop and read again, e.g. `datasets`' memory-mapped Arrow
-    files), i.e. what the processes hold themselves."""
+    less its shared pages, i.e. less the pages of mapped files (the kernel's to drop and read again, e.g. `datasets`'
+    memory-mapped Arrow files), but also less shared memory (the loader's batches in /dev/shm); pages a forked
+    worker shares copy-on-write with its parent count in each."""
     start, peak, held = time.perf_counter(), 0.0, 0.0
     # Files, not pipes: a stage's progress bars would fill a pipe no one reads until the end, and block it.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -138,10 +139,11 @@ def main() -> None:
             )
         elif name.startswith("ViT"):
             loading = json.loads(output.strip().splitlines()[-1])
+            once = loading["decoded_once_s"]
             print(
                 f"    {loading['scans']:,} scans at {loading['scans_per_s']} scans/s "
                 f"({loading['scans_per_s_per_worker']} per worker); first batch after {loading['first_batch_s']} s"
-                + (f"; decoded once before, in {loading['decoded_once_s']} s" if loading["decoded_once_s"] else "")
+                + (f"; decoded once before, in {once} s" if once is not None else "")
             )
 
 

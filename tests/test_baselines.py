@@ -281,6 +281,7 @@ def test_rbf_kernel_keeps_the_norms_of_one_array_only_and_never_saves_them():
     expected[:, kernel.rows] = np.exp(-0.05 * cdist(a, b[kernel.rows], "sqeuclidean"))
     np.testing.assert_allclose(kernel(a, b), expected, rtol=1e-5)
     np.testing.assert_allclose(kernel(b, b), np.exp(-0.05 * cdist(b, b, "sqeuclidean")), rtol=1e-5)  # a fit: whole
+    assert kernel.rows is None  # and the support vectors of the fit before are forgotten
     restored = sio.loads(sio.dumps(kernel), trusted=["baselines.model.RBFKernel"])
     assert vars(restored) == {"gamma": 0.05, "rows": None}
 

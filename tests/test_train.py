@@ -146,24 +146,34 @@ def test_grayscale_resized_first_gives_the_processors_own_pixels(trained, small_
 
 
 def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmented_pixels(
-    trained, small_data, tmp_path
+    trained, small_data, tiny_base, tmp_path
 ):
     """--augment-at input: the draws of the default augmentation, made on the resized scan, with a speckle as strong
-    as the decoded scan's is after the processor's resize; refused for a processor that does not resize so."""
+    as the decoded scan's is after the processor's resize (at any input size); decoding once or each time gives the
+    same; refused for a processor that does not resize so."""
     from transformers import AutoImageProcessor
 
     from models.vit import processor_images
     from octcore.data import discover
     from octcore.imaging import DECODE_SIZE, read_scan
-    from train.data import INPUT_SPECKLE, augment_resized, eight_bit, scan_dataset, speckle_bank, tone_and_speckle
+    from train.data import (
+        augment_resized,
+        eight_bit,
+        input_speckle,
+        make_processor,
+        scan_dataset,
+        speckle_bank,
+        tone_and_speckle,
+    )
 
     processor = AutoImageProcessor.from_pretrained(trained)
     flat = 0.4 * speckle_bank()[: DECODE_SIZE[0] * DECODE_SIZE[1]].reshape(DECODE_SIZE)  # the scan's speckle...
-    kept = np.asarray(processor_images(processor, [flat])[0], np.float32)[4:-4, 4:-4]  # ...after the resize
-    small = np.full(kept.shape, 0.4, dtype=np.float32)
-    own = [tone_and_speckle(small.copy(), np.random.default_rng(i), INPUT_SPECKLE) for i in range(40)]
-    spread = [out.std() / out.mean() for out in own if out.std() / out.mean() > 0.05]
-    assert len(spread) >= 10 and abs(np.median(spread) / (kept.std() / kept.mean()) - 1) < 0.05
+    for sized in (processor, make_processor(str(tiny_base), (224, 224))):  # DINOv2's 126 x 252, a square ViT's
+        kept = np.asarray(processor_images(sized, [flat])[0], np.float32)[4:-4, 4:-4]  # ...after the resize
+        small = np.full(kept.shape, 0.4, dtype=np.float32)
+        own = [tone_and_speckle(small.copy(), np.random.default_rng(i), input_speckle(sized)) for i in range(40)]
+        spread = [out.std() / out.mean() for out in own if out.std() / out.mean() > 0.05]
+        assert len(spread) >= 10 and abs(np.median(spread) / (kept.std() / kept.mean()) - 1) < 0.05
 
     scans = discover(small_data)[:4]
     plain, _ = scan_dataset(scans, processor)
@@ -190,8 +200,24 @@ def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmente
     unchanged = np.asarray(augment_resized(eight_bit(gray), Middle(), processor), dtype=int)
     plain_image = np.asarray(processor_images(processor, [gray])[0], dtype=int)
     assert np.abs(unchanged - plain_image)[3:-3, 3:-3].max() <= 1  # the very resize, but at the edges
+    # The same folder for other scans (a new run where a killed one left its files): theirs, never the old ones.
+    others = discover(small_data)[-3:]
+    again, _ = scan_dataset(others, processor, augment_seed=3, augment_at="input", decoded=tmp_path, workers=2)
+    fresh, _ = scan_dataset(others, processor, augment_seed=3, augment_at="input")
+    assert [again[i]["labels"] for i in range(3)] == [scan.label_id for scan in others]
+    np.testing.assert_array_equal(again[2]["pixels"].numpy(), fresh[2]["pixels"].numpy())
+    assert len(list(tmp_path.glob("*.arrow"))) == 2  # the two workers' parts of this list alone
+    assert input_speckle(processor) == 97  # docs/results.md's figure for DINOv2's input size
     with pytest.raises(ValueError, match="fixed height x width"):
         scan_dataset(scans, AutoImageProcessor.from_pretrained(trained, do_center_crop=True), 3, "input")
+
+
+def test_training_with_augmentation_at_the_input_size_leaves_no_decoded_scans(small_data, tiny_base, tmp_path):
+    out = tmp_path / "tiny-vit"
+    command = train_command(small_data, tiny_base, out) + ["--augment-at", "input", "--max-steps", "2"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "decoding the training scans once" in result.stderr and not (out / "checkpoints" / "decoded").exists()
 
 
 def test_augmentation_flips_in_its_affine_pass_and_speckles_like_gamma_16(a_scan):

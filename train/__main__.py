@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     # send 8-bit scans, which `inputs` turns into the processor's output on the device.
     inputs = ModelInputs(processor)
 
-    decoded = out / "checkpoints" / "decoded"  # --augment-at input: the training scans decoded once, for this run
+    # --augment-at input: the training scans decoded once, for this run (its processes read the main one's files,
+    # so with several machines OUT must be on storage they share, as it must for resuming from checkpoints anyway).
+    decoded = out / "checkpoints" / "decoded"
 
     def loader(part: list, shuffle: bool, augment_seed: int | None = None):
         data, transform = scan_dataset(part, processor, augment_seed, args.augment_at, decoded, args.workers)
@@ -243,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     test_loader, _ = loader(test_scans, False)
     if args.data_loading_only:
         timing = time_data_loading(train_loader, args.workers, args.max_steps)
+        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             shutil.rmtree(decoded, ignore_errors=True)
         print(json.dumps({**timing, "decoded_once_s": None if decoded_s is None else round(decoded_s, 1)}))

@@ -9,17 +9,20 @@ resumed run sees exactly the images an uninterrupted one would.
 """
 
 import functools
+import hashlib
 from pathlib import Path
 
 import datasets
 import numpy as np
+import PIL
 import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, BitImageProcessorPil
 
+import octcore.imaging
 from models.vit import presized, processor_images, processor_table
 from octcore.data import Scan, to_hf_dataset
-from octcore.imaging import read_scan, to_image
+from octcore.imaging import DECODE_SIZE, read_scan, to_image
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DINOV2_SIZE = (126, 252)  # (height, width): 9 x 18 patches of 14 px; as accurate as 168 x 336 here and 1.7x faster
@@ -53,9 +56,6 @@ SPECKLE_DRAWS = 1 << 22  # gamma draws kept per process: 16 MB, 16 to 33 scans' 
 # times the scans per second.
 AUGMENT_AT = ("scan", "input")
 SCAN_SPECKLE = 16  # gamma shape of the speckle on the decoded scan: sd 1/4
-# At the input size a pixel is about 2 x 2 of the decoded scan's, averaged by the processor's bicubic resize: its
-# own speckle has the sd that the scan's keeps through that resize (0.10, so shape 97; tests/test_train.py checks).
-INPUT_SPECKLE = 97
 ZOOM, SHIFT = (0.9, 1.1), 0.05  # zoom range; shift, as a fraction of the width and the height, either way
 
 
@@ -80,7 +80,7 @@ def affine_matrix(width: int, height: int, scale: float, dx: float, dy: float, f
 
 def tone_and_speckle(out: np.ndarray, rng: np.random.Generator, speckle: int) -> np.ndarray:
     """The augmentation's brightness/contrast and, on half the scans, multiplicative speckle of gamma shape
-    `speckle`, in place on a float32 image in [0, 1]."""
+    `speckle`, of a float32 image in [0, 1]."""
     mean = out.mean()
     out = (out - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-0.08, 0.08)
     if rng.random() < 0.5:
@@ -102,6 +102,20 @@ def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return tone_and_speckle(np.asarray(image, dtype=np.float32), rng, SCAN_SPECKLE)
 
 
+@functools.cache
+def _kept_speckle(size: tuple[int, int], resample: int) -> int:
+    flat = 0.4 * speckle_bank()[: DECODE_SIZE[0] * DECODE_SIZE[1]].reshape(DECODE_SIZE)  # the scan's speckle
+    kept = np.asarray(to_image(flat).resize(size, Image.Resampling(resample)), dtype=np.float32)[4:-4, 4:-4]
+    return round(float((kept.mean() / kept.std()) ** 2))  # gamma(k)/k has sd 1/sqrt(k)
+
+
+def input_speckle(processor) -> int:
+    """The gamma shape of the speckle augment_resized adds at the processor's size: the one whose sd is what the
+    decoded scan's speckle keeps through processor_images' resize (on a flat scan; 97, sd 0.10, at DINOv2's
+    126 x 252, where a pixel averages about 2 x 2 of the scan's; less, so stronger, at larger inputs)."""
+    return _kept_speckle(presized(processor), int(processor.resample))
+
+
 def augment_resized(scan8: np.ndarray, rng: np.random.Generator, processor) -> Image.Image:
     """The same draws as `augment`, made as part of processor_images' resize of the 8-bit scan (`eight_bit`): the
     zoomed and shifted part of it is the resize's source box (so the processor's own filter is the only
@@ -111,15 +125,17 @@ def augment_resized(scan8: np.ndarray, rng: np.random.Generator, processor) -> I
     scale = rng.uniform(*ZOOM)
     dx, dy = rng.uniform(-SHIFT, SHIFT) * width, rng.uniform(-SHIFT, SHIFT) * height
     flip = rng.random() < 0.5
-    # Black around the scan, as `augment` shows it past the edges: wide enough for the widest box and the filter.
-    my, mx = int(np.ceil(height * (1 / ZOOM[0] - 1 + SHIFT))) + 4, int(np.ceil(width * (1 / ZOOM[0] - 1 + SHIFT))) + 4
+    # Black around the scan, as `augment` shows it past the edges: as far as the widest box reaches past an edge
+    # (zoomed out and shifted away from it), and the filter's reach beyond.
+    reach = (0.5 + SHIFT) / ZOOM[0] - 0.5
+    my, mx = int(np.ceil(height * reach)) + 4, int(np.ceil(width * reach)) + 4
     padded = Image.fromarray(np.pad(scan8, ((my, my), (mx, mx))))
     _, _, left, _, _, top = affine_matrix(width, height, scale, dx, dy, flip=False)
     box = (mx + left, my + top, mx + left + width / scale, my + top + height / scale)
     image = padded.resize(presized(processor), Image.Resampling(processor.resample), box=box)
     if flip:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return to_image(tone_and_speckle(np.asarray(image, dtype=np.float32) / 255, rng, INPUT_SPECKLE))
+    return to_image(tone_and_speckle(np.asarray(image, dtype=np.float32) / 255, rng, input_speckle(processor)))
 
 
 def eight_bit(gray: np.ndarray) -> np.ndarray:
@@ -139,18 +155,34 @@ def _decode_rows(batch: dict) -> dict:
 def decoded_table(scans: list[Scan], folder: Path, workers: int = 0) -> datasets.Dataset:
     """The scans decoded once (`eight_bit`), in Arrow files in `folder` that `datasets` memory-maps: the loader
     workers then read a scan's pixels (128 kB) rather than decode its JPEG every epoch, and no process holds the
-    dataset's pixels. Made by `workers` processes; a later call with the same folder reads the files back (a
-    resumed run), so the folder is the caller's to delete. Used by augment_at input, which starts from 8 bits."""
+    dataset's pixels. Made by `workers` processes; a later call with the same scans, folder and decoder reads the
+    files back (a resumed run), so the folder is the caller's to delete. Used by augment_at input, which starts
+    from 8 bits."""
+    # datasets reads back whatever files bear the given name, without checking what made them: the name carries a
+    # digest of the scans and of the decoder, and files of any other (a run before, with other data or code; the
+    # temporary files of a killed one) are removed first.
+    digest = hashlib.sha256()
+    for scan in scans:
+        digest.update(f"{scan.path}\t{scan.label_id}\n".encode())
+    digest.update(Path(octcore.imaging.__file__).read_bytes() + PIL.__version__.encode())
+    name = f"scans-{digest.hexdigest()[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
-    return scan_table(scans).map(
+    for stale in folder.iterdir():
+        if not stale.name.startswith(name):
+            stale.unlink()
+    table = scan_table(scans)
+    decoded = table.map(
         _decode_rows,
         batched=True,
         batch_size=32,
         num_proc=workers if workers > 1 else None,
         remove_columns=["image"],
-        cache_file_name=str(folder / "scans.arrow"),
+        cache_file_name=str(folder / f"{name}.arrow"),
         desc="decoding the training scans once",
     )
+    if decoded["index"] != table["index"] or decoded["label"] != table["label"]:  # cheap columns, a last check
+        raise RuntimeError(f"{folder} holds other scans than this run's: delete it and run again")
+    return decoded
 
 
 class ScanTransform:
