@@ -1,7 +1,7 @@
 """Choose the ViT's training recipe on validation data only, then report it over seeds on the test split.
 
     python benchmarks/vit_recipe.py --data DATA --base-model BASE --split-file SPLIT --out DIR
-        [--seeds 2] [--report-seeds 3] [--parallel 1] [--workers 2]
+        [--seeds 2] [--report-seeds 3] [--parallel 1] [--workers 2] [--candidates NAME ...]
 
 Each candidate recipe (CANDIDATES: options of `python -m train` beside its defaults) is trained with
 --seeds seeds on the split's train part; its score is the mean, over seeds, of the best validation
@@ -9,7 +9,8 @@ macro-F1 of the run (the epoch the trainer keeps). The best candidate is the rec
 earlier (cheaper) one. Only then are its test figures read, for --report-seeds seeds (more runs if
 needed), and printed as mean and standard deviation with each seed's 95% CI. Runs go to DIR/<name>-
 seed<N>; a run whose folder is complete is not trained again. --parallel trains that many at once
-(on a GPU, several small runs share it well).
+(on a GPU, several small runs share it well). --candidates runs some of them only (e.g. the current default and
+a new candidate, when the others' scores are already on record); the choice is then among those.
 """
 
 import argparse
@@ -81,21 +82,21 @@ def main() -> None:
     parser.add_argument("--report-seeds", type=int, default=3, help="seeds of the chosen recipe on the test split")
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="data-loading processes per run")
+    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     args = parser.parse_args()
+    candidates = [name for name in CANDIDATES if name in args.candidates]  # the script's order: ties to the earlier
     Path(args.out).mkdir(parents=True, exist_ok=True)
 
     # 1. Every candidate with --seeds seeds; scored on validation alone.
-    runs = run_all([(name, seed) for name in CANDIDATES for seed in range(args.seeds)], args)
+    runs = run_all([(name, seed) for name in candidates for seed in range(args.seeds)], args)
     validation = {
         name: [max(h["val_macro_f1"] for h in runs[(name, seed)]["history"]) for seed in range(args.seeds)]
-        for name in CANDIDATES
+        for name in candidates
     }
     print("candidate            validation macro-F1 per seed      mean")
     for name, scores in validation.items():
         print(f"{name:20s} {' '.join(f'{s:.3f}' for s in scores):32s} {np.mean(scores):.3f}")
-    chosen = max(
-        CANDIDATES, key=lambda name: (round(float(np.mean(validation[name])), 4), -list(CANDIDATES).index(name))
-    )
+    chosen = max(candidates, key=lambda name: (round(float(np.mean(validation[name])), 4), -candidates.index(name)))
     print(f"chosen on validation: {chosen} ({' '.join(CANDIDATES[chosen]) or 'the trainer defaults'})")
 
     # 2. Only now the chosen recipe's test figures, over --report-seeds seeds.
