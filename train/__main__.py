@@ -93,8 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--augment-at",
         choices=AUGMENT_AT,
         default="scan",
-        help="augment the decoded scan (default) or in the resize to the model's input: about 1.6x the scans per "
-        "second per loader worker, a candidate recipe not yet chosen on validation (benchmarks/vit_recipe.py)",
+        help="augment the decoded scan (default), or decode the training scans once (to OUT/checkpoints, removed "
+        "at the end) and augment in the resize to the model's input: 3x the scans per loader worker or more, a "
+        "candidate recipe not yet chosen on validation (benchmarks/vit_recipe.py, docs/results.md)",
     )
     add("--seed", type=int, default=0)
     add("--report-to", default="", help="more Accelerate trackers, comma-separated (tensorboard, wandb, ...)")
