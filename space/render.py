@@ -144,22 +144,29 @@ def picture(
     )
 
 
+def percent(p: float) -> str:
+    """A probability as a visitor reads it (HTML): never 100% or 0%, which no model's estimate is, though it
+    rounds to them."""
+    return "&lt;1%" if p < 0.005 else "&gt;99%" if p >= 0.995 else f"{p:.0%}"
+
+
 def bars(answer: Answer) -> str:
     rows = "".join(
-        f"<div class='p'><span>{c}</span><b style='width:{p * 100:.0f}%'></b><em>{p:.0%}</em></div>"
+        f"<div class='p'><span>{c}</span><b style='width:{p * 100:.0f}%'></b><em>{percent(p)}</em></div>"
         for c, p in zip(CLASSES, answer.prediction.proba)
     )
     binary = (
         f"<p class='binary'>Normal or not: <b>{'abnormal' if answer.abnormal >= 0.5 else 'normal'}</b> "
-        f"({answer.abnormal:.0%} abnormal). Urgent referral (CNV or DME): <b>"
-        f"{'yes' if answer.urgent >= 0.5 else 'no'}</b> ({answer.urgent:.0%}).</p>"
+        f"({percent(answer.abnormal)} abnormal). Urgent referral (CNV or DME): <b>"
+        f"{'yes' if answer.urgent >= 0.5 else 'no'}</b> ({percent(answer.urgent)}).</p>"
     )
     return f"<div class='probabilities'>{rows}</div>{binary}"
 
 
 def verdict(answer: Answer) -> str:
     return (
-        f"<p class='verdict'><b>{answer.label}</b> ({answer.confidence:.0%}) · referral: {REFERRAL[answer.label]}</p>"
+        f"<p class='verdict'><b>{answer.label}</b> ({percent(answer.confidence)}) · referral: "
+        f"{REFERRAL[answer.label]}</p>"
     )
 
 

@@ -33,6 +33,18 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def test_a_sure_answer_never_reads_100_or_0_percent():
+    """A calibrated probability of 0.9996 is not certainty: the page says >99% (and <1%), not 100% (and 0%)."""
+    from models.base import Prediction
+    from space.engine import Answer, Frame
+    from space.render import model_panel
+
+    frame = Frame("scan", results={"ViT": Answer(Prediction(np.array([0.9996, 0.0002, 0.0001, 0.0001])), 1)})
+    panel = model_panel("ViT", "kind", frame.results["ViT"], frame)
+    assert "(&gt;99%)" in panel and "<em>&gt;99%</em>" in panel and "<em>&lt;1%</em>" in panel
+    assert "100%" not in panel.replace("width:100%", "") and "<em>0%</em>" not in panel
+
+
 def test_a_real_scan_gets_both_answers_explained_side_by_side(models, a_scan):
     out = predict(str(a_scan), None, models, None)
     assert "Both models agree" in out[SUMMARY] or " says " in out[SUMMARY]
