@@ -24,6 +24,8 @@ from pathlib import Path
 
 import psutil
 
+from train.data import AUGMENT_AT
+
 
 def run(command: list[str]) -> tuple[float, float, float, str]:
     """(seconds, peak resident MB and peak held MB of the process tree, stdout) of one stage. Held: resident
@@ -65,7 +67,7 @@ def main() -> None:
         help="stages not to run this time (skipping the split needs WORK/split.json from an earlier run)",
     )
     parser.add_argument(
-        "--augment-at", choices=("scan", "input"), default="scan", help="the ViT trainer's --augment-at (default scan)"
+        "--augment-at", choices=AUGMENT_AT, default="scan", help="the ViT trainer's --augment-at (default scan)"
     )
     args = parser.parse_args()
     work, python = Path(args.work), sys.executable

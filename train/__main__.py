@@ -230,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     # so with several machines OUT must be on storage they share, as it must for resuming from checkpoints anyway).
     decoded = out / "checkpoints" / "decoded"
 
+    def drop_decoded() -> None:  # as large as the training set's pixels: removed once no process reads them
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(decoded, ignore_errors=True)
+
     def loader(part: list, shuffle: bool, augment_seed: int | None = None):
         data, transform = scan_dataset(part, processor, augment_seed, args.augment_at, decoded, args.workers)
         batches = torch.utils.data.DataLoader(
@@ -246,9 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     test_loader, _ = loader(test_scans, False)
     if args.data_loading_only:
         timing = time_data_loading(train_loader, args.workers, args.max_steps)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            shutil.rmtree(decoded, ignore_errors=True)
+        drop_decoded()
         print(json.dumps({**timing, "decoded_once_s": None if decoded_s is None else round(decoded_s, 1)}))
         return 0
 
@@ -339,9 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.epoch += 1
             save_checkpoint(accelerator, checkpoints / progress.checkpoint_name())
     bar.close()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(decoded, ignore_errors=True)  # as large as the training set's pixels; training is over
+    drop_decoded()  # training is over (and every process meets here before the evaluation below)
     if args.max_steps and progress.step >= args.max_steps and progress.epoch < args.epochs:
         accelerator.print(f"stopped after {progress.step} steps (--max-steps); no model folder written")
         accelerator.end_training()

@@ -198,6 +198,8 @@ class ScanTransform:
         if augment_at == "input" and presized(processor) is None:
             raise ValueError("augmenting at the input size needs a processor that resizes to a fixed height x width")
         self.processor, self.augment_seed, self.augment_at, self.epoch = processor, augment_seed, augment_at, 0
+        # augmented in the resize, from 8 bits (augment_resized), rather than before it (augment, processor_images)
+        self.in_resize = augment_seed is not None and augment_at == "input"
         self.eight_bit = processor_table(processor) is not None
 
     def scan(self, batch: dict, i: int) -> np.ndarray:
@@ -206,19 +208,17 @@ class ScanTransform:
             return np.frombuffer(batch["scan8"][i], np.uint8).reshape(batch["height"][i], batch["width"][i])
         image = batch["image"][i]
         gray = read_scan(image["path"] or image["bytes"]).gray
-        return eight_bit(gray) if self.augment_seed is not None and self.augment_at == "input" else gray
+        return eight_bit(gray) if self.in_resize else gray
 
     def __call__(self, batch: dict) -> dict:
-        images = []  # grayscale arrays, or (augment_at input) the processor's images
+        images = []  # grayscale arrays, or (in_resize) the processor's images
         for i, index in enumerate(batch["index"]):
             scan = self.scan(batch, i)
-            if self.augment_seed is None:
-                images.append(scan)
-                continue
-            rng = np.random.default_rng([self.augment_seed, self.epoch, index])
-            at_scan = self.augment_at == "scan"
-            images.append(augment(scan, rng) if at_scan else augment_resized(scan, rng, self.processor))
-        if self.augment_seed is None or self.augment_at == "scan":
+            if self.augment_seed is not None:
+                rng = np.random.default_rng([self.augment_seed, self.epoch, index])
+                scan = augment_resized(scan, rng, self.processor) if self.in_resize else augment(scan, rng)
+            images.append(scan)
+        if not self.in_resize:
             images = processor_images(self.processor, images)
         if self.eight_bit:
             return {"pixels": torch.from_numpy(np.stack([np.asarray(i) for i in images])), "labels": batch["label"]}
@@ -261,6 +261,5 @@ def scan_dataset(
     """A dataset a DataLoader reads directly, and its transform (set `.epoch` on it before each epoch). With
     augment_at input and a `decoded` folder, the scans are decoded once into it first (decoded_table)."""
     transform = ScanTransform(processor, augment_seed, augment_at)
-    once = decoded is not None and augment_seed is not None and augment_at == "input"
-    table = decoded_table(scans, decoded, workers) if once else scan_table(scans)
+    table = decoded_table(scans, decoded, workers) if decoded and transform.in_resize else scan_table(scans)
     return table.with_transform(transform), transform
