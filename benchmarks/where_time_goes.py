@@ -22,12 +22,12 @@ import numpy as np
 from baselines.features import band_features, feature_band, feature_maps
 from models.classical import embed, load_classical
 from models.vit import ONNX_DIR, ONNX_INT8, load_vit, processor_images, table_pixels
-from octcore.imaging import ScanImage, read_scan
+from octcore.imaging import ScanImage, eight_bit, read_scan
 from octcore.quality import scan_warnings
 from space.engine import Answer, Frame, classify, one_core_per_model
 from space.render import model_panel
 from space.uploads import DecodedFrame
-from train.data import augment, augment_resized, eight_bit, speckle_bank
+from train.data import augment, augment_resized, speckle_bank
 
 BUNDLED = Path(__file__).resolve().parent.parent / "examples" / "sample"
 

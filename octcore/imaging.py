@@ -234,9 +234,15 @@ def resize(gray: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BI
     return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size[::-1], resample), dtype=np.float32)
 
 
+def eight_bit(image: np.ndarray) -> np.ndarray:
+    """An image in [0, 1] (a load_scan array, a map, an RGB picture) as 8-bit pixels, rounded; an 8-bit one as it is.
+    The one conversion the models' inputs and the Space's pictures share."""
+    return image if image.dtype == np.uint8 else np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
 def to_image(gray: np.ndarray) -> Image.Image:
     """A load_scan array back to an 8-bit grayscale PIL image (what image processors take)."""
-    return Image.fromarray(np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8))
+    return Image.fromarray(eight_bit(gray))
 
 
 def _box3(a: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from octcore.imaging import eight_bit
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL
 from space.engine import Answer, Frame, Upload
 
@@ -75,11 +76,6 @@ GRADIENTS = {  # CSS colour bars matching the pictures' colour maps
     "inferno": "linear-gradient(to right, #000004, #420a68, #932667, #dd513a, #fca50a, #fcffa4)",
     "gray": "linear-gradient(to right, #000, #fff)",
 }
-
-
-def eight_bit(image: np.ndarray) -> np.ndarray:
-    """An image in [0, 1] (or already 8-bit) as uint8."""
-    return image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
 def fitted(image: np.ndarray, box: tuple[int, int] = DISPLAY, resample=Image.Resampling.BILINEAR) -> np.ndarray:

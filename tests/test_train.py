@@ -155,10 +155,9 @@ def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmente
 
     from models.vit import processor_images
     from octcore.data import discover
-    from octcore.imaging import DECODE_SIZE, read_scan
+    from octcore.imaging import DECODE_SIZE, eight_bit, read_scan
     from train.data import (
         augment_resized,
-        eight_bit,
         input_speckle,
         make_processor,
         scan_dataset,

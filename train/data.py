@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoImageProcessor, BitImageProcessorPil
 import octcore.imaging
 from models.vit import presized, processor_images, processor_table
 from octcore.data import Scan, to_hf_dataset
-from octcore.imaging import DECODE_SIZE, read_scan, to_image
+from octcore.imaging import DECODE_SIZE, eight_bit, read_scan, to_image
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DINOV2_SIZE = (126, 252)  # (height, width): 9 x 18 patches of 14 px; as accurate as 168 x 336 here and 1.7x faster
@@ -138,11 +138,6 @@ def augment_resized(scan8: np.ndarray, rng: np.random.Generator, processor) -> I
     return to_image(tone_and_speckle(np.asarray(image, dtype=np.float32) / 255, rng, input_speckle(processor)))
 
 
-def eight_bit(gray: np.ndarray) -> np.ndarray:
-    """A decoded scan (read_scan) as the 8-bit pixels processor_images resizes."""
-    return np.asarray(to_image(gray))
-
-
 def _decode_rows(batch: dict) -> dict:
     scans = [eight_bit(read_scan(image["path"] or image["bytes"]).gray) for image in batch["image"]]
     return {
@@ -200,7 +195,7 @@ class ScanTransform:
         self.processor, self.augment_seed, self.augment_at, self.epoch = processor, augment_seed, augment_at, 0
         # augmented in the resize, from 8 bits (augment_resized), rather than before it (augment, processor_images)
         self.in_resize = augment_seed is not None and augment_at == "input"
-        self.eight_bit = processor_table(processor) is not None
+        self.sends_pixels = processor_table(processor) is not None  # 8-bit scans, normalised on the device
 
     def scan(self, batch: dict, i: int) -> np.ndarray:
         """Row i's scan: decoded (read_scan), or its 8 bits as a decoded_table holds them (augment_at input)."""
@@ -220,7 +215,7 @@ class ScanTransform:
             images.append(scan)
         if not self.in_resize:
             images = processor_images(self.processor, images)
-        if self.eight_bit:
+        if self.sends_pixels:
             return {"pixels": torch.from_numpy(np.stack([np.asarray(i) for i in images])), "labels": batch["label"]}
         pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixel_values, "labels": batch["label"]}
