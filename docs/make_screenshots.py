@@ -5,7 +5,7 @@
         [--left-out-classical DIR --left-out-scan SCAN [--left-out-vit DIR]] [--out docs/img]
 
 Writes space-landing, -result, -variant, -withheld (a photograph), -error (a zip on One scan), -batch and
--phone (the landing view at a phone's width); with the --left-out-* models (trained without one class, e.g. by
+-phone (the first screen at a phone's width); with the --left-out-* models (trained without one class, e.g. by
 benchmarks/out_of_scope.py) and a scan of that class, space-left-out: a condition the models were not taught.
 """
 
@@ -72,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         walk.withheld(page, photo, args.out)
         walk.wrong_place(page, archive, args.out)
         walk.batch(page, archive, args.out)
-        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
-        phone.goto(url)
-        phone.wait_for_timeout(3000)  # the page settles (fonts, images) before the picture
-        phone.screenshot(path=str(args.out / "space-phone.png"), full_page=False)
+        walk.phone(browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2), url, args.out)
         demo.close()
         if args.left_out_classical and args.left_out_scan:
             left_out = Models(args.left_out_vit or args.vit, [args.left_out_classical])

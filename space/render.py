@@ -244,6 +244,14 @@ def status(frame: Frame) -> str:
     return "withheld" if frame.withheld else ("unreadable" if frame.error else "ok")
 
 
+def answer_cell(frame: Frame, name: str) -> str:
+    """A table's cell for one model's answer: its class, or a dash where there is none to present (the frame is
+    withheld or unreadable). A withheld frame's guesses stay in the CSV's probabilities, as they stay behind a click
+    on the one-scan view."""
+    answer = frame.results.get(name)
+    return answer.label if answer and not frame.withheld else "—"
+
+
 def notes(frame: Frame) -> str:
     """Everything a frame's row should say about it: its warnings, then why it could not be read."""
     return " ".join([*frame.warnings, frame.error or ""]).strip()
@@ -261,7 +269,7 @@ def frames_table(upload: Upload, names: list[str]) -> str:
             f"<td>{html.escape(cell)}</td>"
             for cell in (
                 f.name,
-                *(f.results[n].label if n in f.results else "" for n in names),
+                *(answer_cell(f, n) for n in names),
                 status(f),
                 notes(f),
             )

@@ -31,6 +31,7 @@ epithelium (RPE). Drop a scan here and two kinds of model say which of four cond
 **classical** pipeline (hand-made HOG and LBP texture features of the straightened retina, and an SVM).
 They know only these four conditions, were trained on one public dataset (Kermany et al. 2018) and were
 tested on patients they never saw."""
+PHONE_WIDTH = 700  # px: narrower screens get the introduction closed
 NOTICE = (
     "**Research and education demo, not a diagnosis.** Never base a medical decision on it; see an eye "
     "doctor for anything that worries you."
@@ -157,7 +158,7 @@ def batch(
             rows.append(
                 [
                     f.name,
-                    *(a.label if a else "" for a in answers),
+                    *(render.answer_cell(f, m.name) for m in chosen),
                     render.status(f),
                     render.notes(f),
                     *(
@@ -179,7 +180,8 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
     with gr.Blocks(title="OCT B-scan classifier: a ViT and a classical model", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Retinal OCT B-scan classifier: a Vision Transformer beside a classical model")
         gr.Markdown(NOTICE)
-        with gr.Accordion("What is this? (read me first)", open=True):
+        about = gr.Accordion("What is this? (read me first)", open=True, elem_id="about")
+        with about:
             with gr.Row():
                 with gr.Column(scale=3):
                     gr.Markdown(INTRO)
@@ -211,12 +213,13 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                             elem_id="scan-input",
                         )
                     )
+                    examples_column = gr.Column()  # the examples right under the input they fill
                     upload = gr.File(
                         label="…or a DICOM or TIFF file",
                         file_types=[".dcm", ".dicom", ".tif", ".tiff", ".zip"],
+                        height=140,  # a rarer way in: a smaller box than the scan's
                         elem_id="file-input",
                     )
-                    examples_column = gr.Column()
                     classical = gr.Radio(
                         variants,
                         value=variants[0] if variants else None,
@@ -265,7 +268,8 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
         with gr.Tab("Batch"):
             gr.Markdown(
                 "Several scans, DICOMs or zips of them: one row per scan, and a CSV to download. Scans the "
-                "models cannot judge are marked *withheld*."
+                "models cannot judge are marked *withheld* and get no answer (the CSV keeps the models' "
+                "probabilities)."
             )
             files = gr.File(label="Scans or zips", file_count="multiple", elem_id="batch-files")
             go = gr.Button("Classify all", variant="primary")
@@ -281,8 +285,8 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
 
         with gr.Tab("About the conditions"):
             gr.Markdown("\n\n".join(f"**{c}** (referral: {REFERRAL[c]}). {CLASS_NOTES[c]}" for c in CLASSES))
-        with gr.Row(visible=False):  # the JSON endpoint for programs: no place on the page
-            api_file, api_out = gr.File(), gr.JSON()
+        with gr.Row(visible=False):  # the JSON endpoint for programs, and the browser's width: no place on the page
+            api_file, api_out, width = gr.File(), gr.JSON(), gr.Number()
             gr.Button().click(
                 lambda p, c: classify(p, c, models, pool),
                 [api_file, classical],
@@ -290,6 +294,17 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                 api_name="classify",
                 api_description=classify.__doc__,
             )
+        # On a phone the open introduction would push the upload several screens down: there it starts closed, one tap
+        # away. Gradio has no per-screen default, so the browser reports its width when the page loads.
+        demo.load(
+            lambda w: gr.Accordion(open=not w or w >= PHONE_WIDTH),
+            width,
+            about,
+            js="() => [window.innerWidth]",
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
     return demo
 
 

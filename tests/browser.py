@@ -37,6 +37,23 @@ def landing(page, url: str, shots: Path | None = None) -> None:
     _shot(page, shots, "landing")
 
 
+def phone(page, url: str, shots: Path | None = None) -> None:
+    """On a phone's screen the notice and the scan input are on the first screen; the introduction, closed there,
+    opens with a tap."""
+    page.goto(url)
+    _text(page, "not a diagnosis")
+    page.wait_for_function(  # the introduction closes once the page knows the screen's width
+        "() => { const box = document.querySelector('#scan-input')?.getBoundingClientRect(); "
+        "return box && box.top > 0 && box.bottom <= window.innerHeight; }",
+        timeout=SECONDS,
+    )
+    if shots:
+        page.screenshot(path=str(shots / "space-phone.png"))
+    assert not page.get_by_text("know only four things").first.is_visible()
+    page.get_by_text("What is this").first.click()
+    page.get_by_text("know only four things").first.wait_for(state="visible", timeout=SECONDS)
+
+
 def upload(page, scan: Path, shots: Path | None = None) -> None:
     """A scan dropped on the image input appears at once, then both models' answers side by side."""
     page.get_by_role("tab", name="One scan").click()
@@ -103,6 +120,8 @@ def wrong_place(page, archive: Path, shots: Path | None = None) -> None:
     page.locator("#file-input input[type=file]").set_input_files(str(archive))
     _text(page, "open the Batch tab")
     _shot(page, shots, "error")
+    page.locator(".toast-close").first.click()  # read and dismissed, as a visitor would
+    page.locator(".toast-close").first.wait_for(state="detached", timeout=SECONDS)
 
 
 def batch(page, archive: Path, shots: Path | None = None) -> None:

@@ -11,6 +11,7 @@ import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data as pictures
 
 from hostile import dicom
 from octcore.imaging import ScanImage, read_scan
@@ -123,8 +124,6 @@ def test_odd_but_valid_images_are_classified(kind, models, a_scan, tmp_path):
 
 @pytest.mark.parametrize("kind", ["photo", "fundus photograph", "document", "blank"])
 def test_what_is_not_an_oct_scan_gets_no_answer(kind, models, tmp_path):
-    from skimage import data as pictures
-
     image = {
         "photo": Image.fromarray(pictures.chelsea()),
         "fundus photograph": Image.fromarray(pictures.retina()),
@@ -187,13 +186,18 @@ def test_batch_of_files_and_a_hostile_zip_gives_a_table_and_csv(models, sample, 
         z.writestr("../../escaped.jpeg", scans[0].read_bytes())  # path traversal: read in memory, never written
         z.writestr("notes.txt", "not a scan")
         z.writestr("deep/scan.jpeg", scans[1].read_bytes())
-    paths = [str(scans[2]), write(tmp_path / "scans.zip", archive.getvalue())]
+    photo = tmp_path / "holiday.png"
+    Image.fromarray(pictures.chelsea()).save(photo)
+    paths = [str(scans[2]), write(tmp_path / "scans.zip", archive.getvalue()), str(photo)]
     table, csv_path = batch(paths, None, models, None)
     assert list(table.columns) == ["file", "ViT", "HOG+LBP SVM", "status", "notes"]
-    assert len(table) == 4 and table["ViT"].isin(CLASSES).sum() == 3
+    assert len(table) == 5 and table["ViT"].isin(CLASSES).sum() == 3
     assert table["status"].iloc[2] == "unreadable" and "cannot read" in table["notes"].iloc[2]
+    # a photograph gets no answer in the table, as on the one-scan view; its probabilities stay in the CSV
+    assert table.iloc[4][["status", "ViT", "HOG+LBP SVM"]].tolist() == ["withheld", "—", "—"]
     csv = Path(csv_path).read_text()
-    assert csv.count("\n") == 5 and "ViT p(CNV)" in csv.splitlines()[0]
+    assert csv.count("\n") == 6 and "ViT p(CNV)" in csv.splitlines()[0]
+    assert all(cell for cell in csv.splitlines()[-1].split(",")[-8:])
     assert Path(csv_path).is_relative_to(gr.utils.get_upload_folder())  # where Gradio's cache clean-up finds it
     assert not (tmp_path.parent / "escaped.jpeg").exists() and not Path("escaped.jpeg").exists()
 
@@ -369,13 +373,12 @@ def test_deploy_uploads_the_bundle_and_sets_the_model_variables(tmp_path, fake_h
 def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
     """Chromium through the visitor's path: the landing view, an upload and its preview, a volume then a scan (the
     page answers for the last), another classical model (when several are loaded), an example clicked, an image the
-    models cannot judge, a zip in the wrong place, then on the Batch tab."""
+    models cannot judge, a zip in the wrong place, then on the Batch tab; and the landing view on a phone."""
     playwright = pytest.importorskip("playwright.sync_api")
     import browser as walk
 
     if not Path(walk.CHROMIUM).exists():
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    from skimage import data as pictures
 
     photo = tmp_path / "holiday.png"
     Image.fromarray(pictures.chelsea()).save(photo)
@@ -396,6 +399,7 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
         walk.withheld(page, photo)
         walk.wrong_place(page, archive)
         walk.batch(page, archive)
+        walk.phone(browser.new_page(viewport={"width": 390, "height": 844}), served)
         browser.close()
 
 
