@@ -31,7 +31,13 @@ epithelium (RPE). Drop a scan here and two kinds of model say which of four cond
 **classical** pipeline (hand-made HOG and LBP texture features of the straightened retina, and an SVM).
 They know only these four conditions, were trained on one public dataset (Kermany et al. 2018) and were
 tested on patients they never saw."""
-PHONE_WIDTH = 700  # px: narrower screens get the introduction closed
+PHONE_WIDTH = 700  # px: narrower screens get the introduction closed, and are scrolled to an answer
+SCROLL_TO_ANSWER = f"""() => {{
+    const answer = document.querySelector('#summary');
+    if (window.innerWidth < {PHONE_WIDTH} && answer && answer.innerText.trim()) {{
+        answer.scrollIntoView({{behavior: 'smooth', block: 'start'}});
+    }}
+}}"""
 NOTICE = (
     "**Research and education demo, not a diagnosis.** Never base a medical decision on it; see an eye "
     "doctor for anything that worries you."
@@ -112,14 +118,19 @@ def predict(path: str | None, classical: str | None, models: Models, pool: Decod
     with open(path, "rb") as handle:  # its first bytes only: the decode worker reads the whole file
         head = handle.read(4)
     if is_zip(head):
-        raise gr.Error("This file is a zip archive: open the Batch tab to classify all the scans in it.")
+        raise gr.Error(
+            "This file is a zip archive: open the Batch tab to classify all the scans in it.", print_exception=False
+        )
     chosen = models.chosen(classical)
     if not chosen:
         raise gr.Error("No model is loaded. " + " ".join(models.problems))
     result: Upload = analyse_upload(path, chosen, pool)
     if result.shown is None:
         errors = "; ".join(f.error for f in result.frames if f.error) or "no image in it"
-        raise gr.Error(f"Cannot read this file: {errors}", title="Unreadable file")
+        # kept until closed: the page shows no answer for this file, and a visitor looking away should still see why
+        raise gr.Error(
+            f"Cannot read this file: {errors}", title="Unreadable file", duration=None, print_exception=False
+        )
     frame = result.shown
     vit, classic = (next((m for m in chosen if m.kind == kind), None) for kind in ("vit", "classical"))
     panels = [
@@ -245,25 +256,47 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
 
                 return run
 
-            image.change(
-                answer_from("image"),
-                [image, classical, shown],
-                [*outputs, shown],
-                api_name="predict",
-                api_description=predict.__doc__,
+            def answered(event) -> None:
+                """After an event that answers for a new file: if it failed (an unreadable file, a zip), the last
+                answer is cleared, so another file's answer never stays under this one's error; if it answered, on a
+                phone, where the answer is below the inputs, the page scrolls to it."""
+                event.failure(lambda: ("", "", "", None), None, [*outputs, shown], queue=False, show_progress="hidden")
+                event.success(None, None, None, js=SCROLL_TO_ANSWER)
+
+            # .input, not .change: Gradio's Image fires .change twice when a new file replaces the last one (each scan
+            # ran twice, and a bad file's error showed twice); .input fires once per upload, paste or clear.
+            answered(
+                image.input(
+                    answer_from("image"),
+                    [image, classical, shown],
+                    [*outputs, shown],
+                    api_name="predict",
+                    api_description=predict.__doc__,
+                )
             )
-            upload.change(
-                answer_from("upload"), [upload, classical, shown], [*outputs, shown], api_visibility="private"
+            answered(
+                upload.change(
+                    answer_from("upload"), [upload, classical, shown], [*outputs, shown], api_visibility="private"
+                )
             )
 
             def again(variant: str | None, last: tuple | None):  # another classical model: the same file again
                 source, path = last or ("image", None)
                 return answer_from(source)(path, variant, last)
 
-            classical.change(again, [classical, shown], [*outputs, shown], api_visibility="private")
+            classical.change(again, [classical, shown], [*outputs, shown], api_visibility="private").failure(
+                lambda: ("", "", "", None), None, [*outputs, shown], queue=False, show_progress="hidden"
+            )
             if tries:
                 with examples_column:  # thumbnails under the inputs: a click puts the scan in the image input
-                    gr.Examples([[p] for p in tries], inputs=[image], label="Example scans: click one")
+                    scans = gr.Examples([[p] for p in tries], inputs=[image], label="Example scans: click one")
+                # then answers for it (.input does not fire for a value set by the page), as Gradio's own
+                # Examples(run_on_click=True) does, but with the classical model chosen
+                answered(
+                    scans.load_input_event.then(
+                        answer_from("image"), [image, classical, shown], [*outputs, shown], api_visibility="private"
+                    )
+                )
 
         with gr.Tab("Batch"):
             gr.Markdown(

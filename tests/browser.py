@@ -39,7 +39,7 @@ def landing(page, url: str, shots: Path | None = None) -> None:
 
 def phone(page, url: str, shots: Path | None = None) -> None:
     """On a phone's screen the notice and the scan input are on the first screen; the introduction, closed there,
-    opens with a tap."""
+    opens with a tap; an example's answer, below the inputs there, is scrolled into view."""
     page.goto(url)
     _text(page, "not a diagnosis")
     page.wait_for_function(  # the introduction closes once the page knows the screen's width
@@ -52,6 +52,14 @@ def phone(page, url: str, shots: Path | None = None) -> None:
     assert not page.get_by_text("know only four things").first.is_visible()
     page.get_by_text("What is this").first.click()
     page.get_by_text("know only four things").first.wait_for(state="visible", timeout=SECONDS)
+    page.get_by_text("What is this").first.click()
+    page.locator("button.gallery-item").first.click()  # an example: its answer, below the inputs, is scrolled to
+    _text(page, "referral", "#vit-panel")
+    page.wait_for_function(
+        "() => { const top = document.querySelector('#summary').getBoundingClientRect().top; "
+        "return top >= 0 && top < window.innerHeight / 2; }",
+        timeout=SECONDS,
+    )
 
 
 def upload(page, scan: Path, shots: Path | None = None) -> None:
@@ -68,6 +76,21 @@ def upload(page, scan: Path, shots: Path | None = None) -> None:
     )
     assert page.locator("img[src*='/gradio_api/file=']").count() >= 1  # the dropped scan's own preview
     _shot(page, shots, "result")
+
+
+def unreadable(page, bad_file: Path) -> None:
+    """A file that cannot be read, dropped after an answer: one error that stays until closed, and no answer left on
+    the page (the last scan's answer must never read as this file's)."""
+    page.locator("#scan-input input[type=file]").set_input_files(str(bad_file))
+    _text(page, "Cannot read this file", ".toast-body")
+    page.wait_for_function(
+        "() => !document.querySelector('#summary')?.innerText.trim() && "
+        "!document.querySelector('#vit-panel')?.innerText.trim()",
+        timeout=SECONDS,
+    )
+    assert page.locator(".toast-body").count() == 1
+    assert page.locator(".toast-body").inner_text().count("Cannot read this file") == 1  # answered once, not twice
+    page.locator(".toast-close").first.click()
 
 
 def switch_variant(page, name: str, shots: Path | None = None) -> None:

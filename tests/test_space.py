@@ -371,9 +371,10 @@ def test_deploy_uploads_the_bundle_and_sets_the_model_variables(tmp_path, fake_h
 
 
 def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
-    """Chromium through the visitor's path: the landing view, an upload and its preview, a volume then a scan (the
-    page answers for the last), another classical model (when several are loaded), an example clicked, an image the
-    models cannot judge, a zip in the wrong place, then on the Batch tab; and the landing view on a phone."""
+    """Chromium through the visitor's path: the landing view, an upload and its preview, an unreadable file (no answer
+    left on the page), a volume then a scan (the page answers for the last), another classical model (when several
+    are loaded), an example clicked, an image the models cannot judge, a zip in the wrong place, then on the Batch
+    tab; and the landing view on a phone, with an example's answer scrolled into view."""
     playwright = pytest.importorskip("playwright.sync_api")
     import browser as walk
 
@@ -382,6 +383,8 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
 
     photo = tmp_path / "holiday.png"
     Image.fromarray(pictures.chelsea()).save(photo)
+    notes = tmp_path / "notes.jpeg"
+    notes.write_text("not a scan")
     archive = tmp_path / "scans.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for scan in sorted(sample.glob("*/*.jpeg"))[:3]:
@@ -392,6 +395,8 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
         browser = walk.browser(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         walk.landing(page, served)
+        walk.upload(page, a_scan)
+        walk.unreadable(page, notes)
         walk.upload(page, a_scan)
         walk.volume_then_scan(page, volume, a_scan)
         walk.switch_variant(page, "LBP SVM")
