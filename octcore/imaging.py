@@ -82,7 +82,10 @@ def _check_size(image: Image.Image, name: str) -> None:
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ScanError(
-            name, f"the image is {width}x{height} pixels, more than {MAX_PIXELS:,} (possible decompression bomb)"
+            name,
+            f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than the "
+            f"{MAX_PIXELS / 1e6:.0f} read: a B-scan is far smaller (send a smaller copy; a file this large may also "
+            "be a decompression bomb)",
         )
     if min(width, height) < MIN_SIDE:
         raise ScanError(name, f"the image is {width}x{height} pixels; a scan needs at least {MIN_SIDE} on each side")
@@ -177,12 +180,12 @@ def _decode(source: ScanSource, min_size: tuple[int, int] | None, colour: bool =
     opened = None if isinstance(source, Image.Image) else _open(source, name)
     image = source if opened is None else opened
     try:
-        _check_size(image, name)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.seek(0)  # first frame of a multi-page TIFF
             if min_size and opened is not None and image.format == "JPEG":
                 image.draft(image.mode, min_size[::-1])
+            _check_size(image, name)  # the pixels to be decoded: a phone's 48-megapixel JPEG is drafted to 1/8
             image = ImageOps.exif_transpose(image)
             spread = colourfulness(image) if colour else 0.0
             gray = _to_gray(image)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from octcore.imaging import MAX_PIXELS, ScanError, load_scan
+from octcore.imaging import MAX_PIXELS, ScanError, load_scan, read_scan
 
 
 def encode(image: Image.Image, fmt: str, **kw) -> bytes:
@@ -145,3 +145,13 @@ def test_min_size_decodes_a_large_jpeg_at_reduced_scale_only(gray):
     assert load_scan(png, min_size=(248, 512)).shape == (496, 1024)  # only JPEG has DCT scaling
     full = np.asarray(Image.fromarray(load_scan(jpeg)).resize((512, 248), Image.Resampling.BOX))
     assert np.abs(half - full).mean() < 0.02  # the same picture, not a crop
+
+
+def test_a_phone_sized_jpeg_is_read_at_reduced_scale_but_the_same_size_png_is_refused(gray):
+    """A 48-megapixel photo of a scan (a phone's camera) decodes at 1/8 scale for the models, so it is read; a PNG
+    of that size would decode in full, so it is refused with its size in words."""
+    photo = Image.fromarray((gray * 255).astype(np.uint8)).resize((8000, 6000))
+    scan = read_scan(encode(photo, "JPEG", quality=80))
+    assert scan.gray.shape == (750, 1000)  # 1/8 scale: still at least DECODE_SIZE
+    with pytest.raises(ScanError, match="48 megapixels"):
+        load_scan(encode(photo, "PNG", compress_level=1))
