@@ -318,8 +318,13 @@ def hog_map(small: np.ndarray, settings: FeatureSettings) -> np.ndarray:
 
 def feature_maps(small: np.ndarray, settings: FeatureSettings) -> dict[str, np.ndarray]:
     """What the classical model looks at in a `feature_band`, as images in [0, 1]: the band (retina over
-    the RPE strip), its HOG (dominant gradient directions per cell) and its LBP codes (local texture, at
-    the finest scale)."""
-    points, radius = settings.lbp_scales[0]
-    codes = local_binary_pattern(np.clip(small * 255, 0, 255).astype(np.uint8), points, radius, "uniform")
-    return {"band": small, "hog": hog_map(small, settings), "lbp": codes / (points + 1)}
+    the RPE strip) and, of the features it reads, its HOG (dominant gradient directions per cell) and its LBP
+    codes (local texture, at the finest scale)."""
+    maps = {"band": small}
+    if "hog" in settings.kind:  # only the features this model reads: an LBP model is not explained by HOG
+        maps["hog"] = hog_map(small, settings)
+    if "lbp" in settings.kind:
+        points, radius = settings.lbp_scales[0]
+        codes = local_binary_pattern(np.clip(small * 255, 0, 255).astype(np.uint8), points, radius, "uniform")
+        maps["lbp"] = codes / (points + 1)
+    return maps

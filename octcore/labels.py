@@ -16,11 +16,16 @@ ABNORMAL_CLASSES: tuple[str, ...] = tuple(c for c in CLASSES if c != "NORMAL")
 REFERRAL_LEVEL: dict[str, int] = {"urgent": 2, "routine": 1, "observation": 0}
 
 CLASS_NOTES: dict[str, str] = {
-    "CNV": "Choroidal neovascularisation: new, leaky vessels under the retina (wet AMD). Needs urgent care.",
-    "DME": "Diabetic macular oedema: fluid in the retina from diabetes. Needs urgent care.",
-    "DRUSEN": "Drusen: yellow deposits under the retina, an early sign of AMD. Routine follow-up.",
+    "CNV": "Choroidal neovascularisation: new, leaky vessels under the retina (wet AMD). When an eye doctor "
+    "confirms it, it is treated urgently.",
+    "DME": "Diabetic macular oedema: fluid in the retina from diabetes. When an eye doctor confirms it, it is "
+    "treated urgently.",
+    "DRUSEN": "Drusen: deposits under the retina, seen on a scan as bumps under the bright RPE line; an early sign "
+    "of AMD. When an eye doctor confirms them, they are followed up routinely.",
     "NORMAL": "A normal retina: regular layers, no fluid, no deposits.",
 }
+# The referral as the page words it for a visitor ("observation" alone reads as if a normal retina needed watching).
+REFERRAL_SHOWN: dict[str, str] = {"urgent": "urgent", "routine": "routine", "observation": "none (routine eye care)"}
 
 
 def label_to_id(label: str) -> int:

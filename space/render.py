@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from octcore.imaging import eight_bit
-from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL
+from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL, REFERRAL_SHOWN
 from space.engine import Answer, Frame, Upload
 
 DISPLAY = (512, 256)  # the largest (width, height) a picture of a scan is drawn at
@@ -29,9 +29,10 @@ READ_ATTENTION = (
     "the scan when deciding. It should lie on the retina, not on the black background or the borders."
 )
 READ_BAND = (
-    "How to read this: the classical model does not look at the whole image. It finds the bright RPE line, "
-    "straightens the retina along it and cuts this band (the retina above, the RPE strip at twice the "
-    "detail below)."
+    "How to read this: the classical model does not look at the whole image. It fits a smooth curve to the "
+    "bright RPE line, straightens the retina along that curve and cuts this band (the retina above, the RPE "
+    "strip at twice the detail below). The curve is smooth on purpose, so bumps such as drusen stay visible; "
+    "where the RPE bends more than it can follow, the band still slopes."
 )
 READ_HOG = (
     "How to read this: each little line is an edge direction in an 8x8-pixel cell of the band, brighter where "
@@ -162,7 +163,7 @@ def bars(answer: Answer) -> str:
 def verdict(answer: Answer) -> str:
     return (
         f"<p class='verdict'><b>{answer.label}</b> ({percent(answer.confidence)}) · referral: "
-        f"{REFERRAL[answer.label]}</p>"
+        f"{REFERRAL_SHOWN[REFERRAL[answer.label]]}</p>"
     )
 
 
@@ -182,14 +183,15 @@ def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None
         )
     elif "band" in maps:
         box, nearest = FEATURE_DISPLAY, Image.Resampling.NEAREST
-        hog = fitted(np.sqrt(maps["hog"]), box)  # the square root shows faint edges beside strong ones
-        pictures = (
-            picture(fitted(maps["band"], box), "What the classical model sees: the flattened retina band", READ_BAND)
-            + picture(hog, "Its HOG: edge directions per cell", READ_HOG, "gray", ("weak", "strong"))
-            + picture(
-                fitted(textures(maps["lbp"]), box, nearest), "Its LBP: kinds of local texture", READ_LBP, key=legend()
-            )
+        pictures = picture(
+            fitted(maps["band"], box), "What the classical model sees: the flattened retina band", READ_BAND
         )
+        if "hog" in maps:
+            hog = fitted(np.sqrt(maps["hog"]), box)  # the square root shows faint edges beside strong ones
+            pictures += picture(hog, "Its HOG: edge directions per cell", READ_HOG, "gray", ("weak", "strong"))
+        if "lbp" in maps:
+            lbp = fitted(textures(maps["lbp"]), box, nearest)
+            pictures += picture(lbp, "Its LBP: kinds of local texture", READ_LBP, key=legend())
     answer_html = verdict(answer) + bars(answer)
     if frame.withheld:
         why = (
@@ -262,15 +264,15 @@ def frames_table(upload: Upload, names: list[str]) -> str:
     judged, and why not; nothing for a single scan."""
     if len(upload.frames) < 2:
         return ""
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in ("frame", *names, "status", "notes"))
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in ("frame", "status", *names, "notes"))
     rows = "".join(
         "<tr>"
         + "".join(
             f"<td>{html.escape(cell)}</td>"
             for cell in (
                 f.name,
-                *(answer_cell(f, n) for n in names),
                 status(f),
+                *(answer_cell(f, n) for n in names),
                 notes(f),
             )
         )

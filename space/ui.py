@@ -9,13 +9,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from functools import cache
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL
+from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL, REFERRAL_SHOWN
 from octcore.metrics import with_ci
 from space import render
 from space.engine import Models, Upload, analyse_upload, as_record, batch_frames, one_core_per_model
@@ -31,6 +32,11 @@ epithelium (RPE). Drop a scan here and two kinds of model say which of four cond
 **classical** pipeline (hand-made HOG and LBP texture features of the straightened retina, and an SVM).
 They know only these four conditions, were trained on one public dataset (Kermany et al. 2018) and were
 tested on patients they never saw."""
+FEATURES = {
+    "hog": "HOG",
+    "lbp": "LBP",
+    "hog+lbp": "HOG and LBP",
+}  # a classical model's features, as the page names them
 PHONE_WIDTH = 700  # px: narrower screens get the introduction closed, and are scrolled to an answer
 SCROLL_TO_ANSWER = f"""() => {{
     const answer = document.querySelector('#summary');
@@ -83,7 +89,11 @@ def model_row(model, source: str) -> str:
     folder = model.folder
     metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
     training = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
-    kind = "Vision Transformer (deep)" if model.kind == "vit" else "HOG/LBP features + SVM (classical)"
+    kind = (
+        "Vision Transformer (deep)"
+        if model.kind == "vit"
+        else f"{FEATURES[model.settings.kind]} features + SVM (classical)"
+    )
     figures = data = "n/a"
     if metrics.get("ci95"):
         figures = (
@@ -155,10 +165,10 @@ def batch(
     if not paths:
         raise gr.Error("Add some scans or zips of scans first.")
     chosen = models.chosen(classical)
-    header = [
+    header = [  # the status second, so that it stays in view on a phone's narrow table
         "file",
-        *(f"{m.name}" for m in chosen),
         "status",
+        *(f"{m.name}" for m in chosen),
         "notes",
         *(f"{m.name} p({c})" for m in chosen for c in CLASSES),
     ]
@@ -169,8 +179,8 @@ def batch(
             rows.append(
                 [
                     f.name,
-                    *(render.answer_cell(f, m.name) for m in chosen),
                     render.status(f),
+                    *(render.answer_cell(f, m.name) for m in chosen),
                     render.notes(f),
                     *(
                         round(float(p), 4) if a else ""
@@ -182,6 +192,8 @@ def batch(
     out = Path(tempfile.mkdtemp(dir=gr.utils.get_upload_folder())) / "oct-predictions.csv"  # delete_cache cleans it
     with out.open("w", newline="") as handle:
         csv.writer(handle).writerows([header, *rows])
+    counts = Counter(row[1] for row in rows)
+    gr.Info(f"{len(rows)} scans: " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "withheld", "unreadable")))
     return pd.DataFrame(rows, columns=header).iloc[:, : len(chosen) + 3], str(out)
 
 
@@ -203,7 +215,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                             [(path, label) for path, label in classes],
                             columns=2,
                             height="auto",  # every condition visible, none cut by a fixed height
-                            label="One scan of each condition (see 'About the conditions')",
+                            label="One scan of each condition (what each means: the 'About the conditions' tab)",
                             allow_preview=True,
                             object_fit="contain",
                         )
@@ -317,7 +329,9 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
             )
 
         with gr.Tab("About the conditions"):
-            gr.Markdown("\n\n".join(f"**{c}** (referral: {REFERRAL[c]}). {CLASS_NOTES[c]}" for c in CLASSES))
+            gr.Markdown(
+                "\n\n".join(f"**{c}** (referral: {REFERRAL_SHOWN[REFERRAL[c]]}). {CLASS_NOTES[c]}" for c in CLASSES)
+            )
         with gr.Row(visible=False):  # the JSON endpoint for programs, and the browser's width: no place on the page
             api_file, api_out, width = gr.File(), gr.JSON(), gr.Number()
             gr.Button().click(

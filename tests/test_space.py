@@ -17,7 +17,7 @@ from hostile import dicom
 from octcore.imaging import ScanImage, read_scan
 from octcore.labels import CLASSES
 from space.engine import Models, classify
-from space.ui import batch, build, predict
+from space.ui import batch, build, model_table, predict
 from space.uploads import DecodedFrame
 
 SUMMARY, VIT_PANEL, CLASSICAL_PANEL = range(3)
@@ -88,7 +88,11 @@ def test_every_classical_variant_can_be_chosen(models, a_scan, small_baseline, s
     several = Models(vit=str(models.vit.folder), classical=[str(small_baseline), str(small_lbp)])
     assert [m.name for m in several.classical] == ["HOG+LBP SVM", "LBP SVM"]
     assert several.chosen("LBP SVM")[1].name == "LBP SVM" and several.chosen(None)[1].name == "HOG+LBP SVM"
-    assert "<h3>LBP SVM" in predict(str(a_scan), "LBP SVM", several, None)[CLASSICAL_PANEL]
+    lbp_panel = predict(str(a_scan), "LBP SVM", several, None)[CLASSICAL_PANEL]
+    assert "<h3>LBP SVM" in lbp_panel and "Its LBP" in lbp_panel and "HOG" not in lbp_panel  # only what it reads
+    assert "Its HOG" in predict(str(a_scan), None, several, None)[CLASSICAL_PANEL]
+    table = model_table(several)
+    assert "HOG and LBP features + SVM" in table and "| LBP features + SVM" in table
 
 
 @pytest.mark.parametrize("kind", ["text", "empty", "truncated", "bomb", "zip-in-zip", "zip named .jpeg"])
@@ -190,7 +194,7 @@ def test_batch_of_files_and_a_hostile_zip_gives_a_table_and_csv(models, sample, 
     Image.fromarray(pictures.chelsea()).save(photo)
     paths = [str(scans[2]), write(tmp_path / "scans.zip", archive.getvalue()), str(photo)]
     table, csv_path = batch(paths, None, models, None)
-    assert list(table.columns) == ["file", "ViT", "HOG+LBP SVM", "status", "notes"]
+    assert list(table.columns) == ["file", "status", "ViT", "HOG+LBP SVM", "notes"]
     assert len(table) == 5 and table["ViT"].isin(CLASSES).sum() == 3
     assert table["status"].iloc[2] == "unreadable" and "cannot read" in table["notes"].iloc[2]
     # a photograph gets no answer in the table, as on the one-scan view; its probabilities stay in the CSV
