@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         y[val_idx],
         "classical",
         "scaled HOG/LBP features, averaged over the scan and its mirror image",
+        groups[train_idx],
     )
     test = Classification.of(logits[test_idx], features[test_idx], calibration)
     metrics = evaluate(y[test_idx], test.proba, patients[test_idx], seed=args.seed)

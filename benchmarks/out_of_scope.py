@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from models.scope import OutOfScope
@@ -43,14 +44,16 @@ def linked_folder(folder: Path, files: dict[str, list[Path]]) -> Path:
     return folder
 
 
-def detector_choices(folder: Path, scans: list, split: list[str], left: str) -> dict[str, float]:
-    """Validation AUROC (in-scope validation scans against the left-out class's) of the out-of-scope detector
-    fitted on the training scans' features, for each setting: features at unit length or raw, and principal
-    components kept."""
+def detector_choices(folder: Path, scans: list, split: list[str], left: str) -> dict[str, tuple[float, float]]:
+    """For each setting of the out-of-scope detector fitted on the training scans' features (features at unit
+    length or raw, principal components kept, detectors cross-fitted on folds of patients): its validation AUROC
+    (in-scope validation scans against the left-out class's), and the share of its own in-scope training scans it
+    flags at a threshold set on the in-scope validation scans (new scans: 5%)."""
     from models import load_model
 
     model = load_model(folder, backend="torch")
     labels = np.array([CLASSES.index(s.label) for s in scans])
+    patients = np.array([s.patient_id for s in scans])
     _, features = model.embed([s.path for s in scans])
     part, out = np.array(split), labels == CLASSES.index(left)
     train, inside, outside = (part == "train") & ~out, (part == "val") & ~out, (part == "val") & out
@@ -58,10 +61,21 @@ def detector_choices(folder: Path, scans: list, split: list[str], left: str) -> 
     table = {}
     for unit_length in (True, False):
         for k in (16, 32, 64, 128):
-            detector = OutOfScope.fit(features[train], labels[train], k, unit_length)
-            scores = np.r_[detector.score(features[inside]), detector.score(features[outside])]
-            table[f"{'unit' if unit_length else 'raw'} {k}"] = float(roc_auc_score(truth, scores))
+            for folds in (1, 3, 5):
+                detector = OutOfScope.fit(features[train], labels[train], k, unit_length, folds, patients[train])
+                detector.with_threshold(features[inside])
+                scores = np.r_[detector.score(features[inside]), detector.score(features[outside])]
+                own = float(np.mean(detector.score(features[train]) > detector.threshold))
+                table[f"{'unit' if unit_length else 'raw'} {k} x{folds}"] = (float(roc_auc_score(truth, scores)), own)
     return table
+
+
+def image_checks(files: list[Path]) -> dict[str, bool]:
+    """Whether the Space's image checks (octcore.quality: colour, brightness, a bright layer, shape) flag each file."""
+    from octcore.imaging import read_scan
+    from octcore.quality import scan_warnings
+
+    return {f.name: bool(scan_warnings(read_scan(f))) for f in files}
 
 
 def compare(data: Path, split_file: str, models: list[Path], out: Path) -> dict:
@@ -84,7 +98,8 @@ def main() -> None:
     parser.add_argument(
         "--choose",
         action="store_true",
-        help="also print, for the left-out-class models, the validation AUROC of the detector's settings",
+        help="also print, for the left-out-class models, the validation AUROC of the detector's settings and the "
+        "share of their own training scans each flags",
     )
     parser.add_argument("--recipe", help="recipe.json of benchmarks/vit_recipe.py: its options join the ViT's command")
     args = parser.parse_args()
@@ -150,12 +165,18 @@ def main() -> None:
                 choices.setdefault(model.name, []).append(detector_choices(model, scans, split, left))
 
     if choices:  # the detector's settings, from validation scans alone: in scope against the left-out class
-        print("validation AUROC of the detector's settings (unit length / raw features x principal components):")
+        print(
+            "the detector's settings (unit length / raw features, principal components, x cross-fitted detectors): "
+            "validation AUROC per left-out class and their mean | own training scans flagged"
+        )
         for name, tables in choices.items():
             for setting in tables[0]:
-                aucs = [table[setting] for table in tables]
+                aucs, owns = zip(*(table[setting] for table in tables))
                 print(
-                    f"  {name:14s} {setting:10s} " + " ".join(f"{a:.3f}" for a in aucs) + f"  mean {np.mean(aucs):.3f}"
+                    f"  {name:14s} {setting:13s} "
+                    + " ".join(f"{a:.3f}" for a in aucs)
+                    + f"  mean {np.mean(aucs):.3f} | "
+                    + " ".join(f"{o:.1%}" for o in owns)
                 )
 
     # Far: images that are not OCT B-scans, against the models trained on all four classes.
@@ -170,6 +191,13 @@ def main() -> None:
         )
         for name, figures in compare(data, args.split_file, given, out / "far-report").items():
             rows.append((f"not OCT ({len(list(images.iterdir()))} images)", name, figures["out_of_scope"]))
+        checked = image_checks(sorted(images.iterdir()))
+        predictions = pd.read_csv(out / "far-report" / "predictions.csv")
+        far = predictions[predictions["file"].str.startswith("not-oct/")]
+        print(f"the image checks (octcore.quality) flag {np.mean(list(checked.values())):.1%} of the non-OCT images")
+        for name, flags in far.groupby("model"):
+            either = [flag or checked[Path(file).name] for file, flag in zip(flags["file"], flags["flagged"])]
+            print(f"  {name}: its detector or the image checks flag {np.mean(either):.1%} (what the Space withholds)")
 
     print(f"{'out of scope':28s} {'model':24s} {'AUROC':>6s} {'in-scope flagged':>17s} {'out-of-scope flagged':>21s}")
     for what, name, scope in rows:

@@ -30,6 +30,10 @@ ACCEPT = 0.95  # share of new in-scope scans the threshold accepts, on average
 # Principal components the distance is measured in, per kind of model: chosen on validation scans with a
 # class left out of training (benchmarks/out_of_scope.py --choose).
 COMPONENTS = {"vit": 128, "classical": 32}
+# Detectors cross-fitted on folds of the training patients (OutOfScope.fit), chosen the same way: the classical
+# model's 9,504 features outnumber its training scans; the ViT's 768 do not, and one detector does not flag its
+# training scans more than new ones.
+FOLDS = {"vit": 1, "classical": 3}
 PCA_ROWS = 20_000  # training scans the principal axes are fitted on, at most
 EXACT_SVD_VALUES = 20_000_000  # above this many (rows x features), the leading axes by randomized SVD
 
@@ -60,12 +64,15 @@ def _as_float64(features: np.ndarray, unit_length: bool) -> np.ndarray:
     return unit(features) if unit_length else np.asarray(features, dtype=np.float64)
 
 
-def project(features: np.ndarray, mean: np.ndarray, axes: np.ndarray, unit_length: bool) -> np.ndarray:
-    """(n, k) coordinates on the principal axes, a part at a time: a float64 copy of a whole dataset's
-    features (6 GB for the classical model's on the full dataset) is never made."""
-    z = np.empty((len(features), len(axes)))
-    for part in row_parts(len(features)):
-        z[part] = (_as_float64(features[part], unit_length) - mean) @ axes.T
+def project(
+    features: np.ndarray, mean: np.ndarray, axes: np.ndarray, unit_length: bool, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, k) coordinates on the principal axes of `features` (or of its `rows`), a part at a time: a float64
+    copy of a whole dataset's features (6 GB for the classical model's on the full dataset) is never made."""
+    rows = np.arange(len(features)) if rows is None else rows
+    z = np.empty((len(rows), len(axes)))
+    for part in row_parts(len(rows)):
+        z[part] = (_as_float64(features[rows[part]], unit_length) - mean) @ axes.T
     return z
 
 
@@ -80,44 +87,83 @@ def leading_axes(centred: np.ndarray, k: int) -> np.ndarray:
     return randomized_svd(centred, k, n_oversamples=4 * k, n_iter=7, random_state=0)[2]
 
 
+def _fit_detector(
+    features: np.ndarray, labels: np.ndarray, rows: np.ndarray, components: int, unit_length: bool
+) -> tuple[np.ndarray, ...]:
+    """One detector's mean, axes, class means and precision, from the training scans in `rows`. The principal
+    axes come from at most PCA_ROWS of them (all up to that size), drawn at random: the leading axes are stable
+    long before that, and an SVD of the full dataset's classical features would need tens of GB. The mean, class
+    means and covariance use every scan in `rows`."""
+    mean = sum(_as_float64(features[rows[part]], unit_length).sum(axis=0) for part in row_parts(len(rows)))
+    mean = mean / len(rows)
+    sampled = rows
+    if len(rows) > PCA_ROWS:
+        sampled = np.sort(np.random.default_rng(0).choice(rows, PCA_ROWS, replace=False))
+    centred = _as_float64(features[sampled], unit_length) - mean
+    axes = leading_axes(centred, min(components, len(sampled) - 1, features.shape[1]))
+    z, kept = project(features, mean, axes, unit_length, rows), labels[rows]
+    classes = np.unique(kept)
+    class_means = np.stack([z[kept == c].mean(axis=0) for c in classes])
+    centred = z - class_means[np.searchsorted(classes, kept)]
+    covariance = centred.T @ centred / len(z) + 1e-6 * np.eye(z.shape[1])
+    return mean, axes, class_means, np.linalg.inv(covariance)
+
+
 @dataclass
 class OutOfScope:
-    """Mahalanobis distance to the nearest class mean, in a principal-component space of the features."""
+    """Mahalanobis distance to the nearest class mean, in a principal-component space of the features; with
+    several detectors (cross-fitted, see `fit`), the smallest of their distances. Each array has one row per
+    detector."""
 
-    mean: np.ndarray  # (d,) feature mean of the training split
-    components: np.ndarray  # (k, d) principal axes
-    class_means: np.ndarray  # (classes, k)
-    precision: np.ndarray  # (k, k) inverse of the tied class covariance
+    mean: np.ndarray  # (detectors, d) feature mean of its training scans
+    components: np.ndarray  # (detectors, k, d) principal axes
+    class_means: np.ndarray  # (detectors, classes, k)
+    precision: np.ndarray  # (detectors, k, k) inverse of the tied class covariance
     threshold: float = float("inf")
     unit_length: bool = True  # features scaled to unit length first
 
+    def __post_init__(self) -> None:
+        if self.mean.ndim == 1:  # one detector, as folders saved before cross-fitting hold it
+            self.mean, self.components, self.class_means, self.precision = (
+                a[None] for a in (self.mean, self.components, self.class_means, self.precision)
+            )
+
     def score(self, features: np.ndarray) -> np.ndarray:
         """(n,) distances; higher means further from everything the model was taught."""
-        z = project(features, self.mean, self.components, self.unit_length)
-        gaps = z[:, None, :] - self.class_means[None]
-        return np.sqrt(np.einsum("ncj,jk,nck->nc", gaps, self.precision, gaps).min(axis=1))
+        distances = []
+        for mean, axes, class_means, precision in zip(self.mean, self.components, self.class_means, self.precision):
+            gaps = project(features, mean, axes, self.unit_length)[:, None, :] - class_means[None]
+            distances.append(np.einsum("ncj,jk,nck->nc", gaps, precision, gaps).min(axis=1))
+        return np.sqrt(np.min(distances, axis=0))
 
     @classmethod
     def fit(
-        cls, features: np.ndarray, labels: np.ndarray, components: int = 64, unit_length: bool = True
+        cls,
+        features: np.ndarray,
+        labels: np.ndarray,
+        components: int = 64,
+        unit_length: bool = True,
+        folds: int = 1,
+        groups: np.ndarray | None = None,
     ) -> "OutOfScope":
-        """The principal axes come from at most PCA_ROWS training scans (all of them up to that size), drawn at
-        random: the leading axes are stable long before that, and an SVD of the full dataset's classical
-        features would need tens of GB. The mean, class means and covariance use every scan."""
+        """One detector on every training scan, or with folds > 1 one per fold of patients (`groups`), each fitted
+        on the other folds, and a scan's score the smallest of theirs. Why: where the features outnumber the
+        training scans (the classical model's 9,504 against a few hundred), the principal axes follow the
+        training scans' own variation, so a training scan sits further out than a new scan, and one detector
+        flags its own training scans several times as often as new ones. Cross-fitted, every training scan was
+        left out of one detector, which judges it as it judges a new scan (benchmarks/out_of_scope.py --choose
+        compares both on validation scans of a class left out of training)."""
+        from sklearn.model_selection import StratifiedGroupKFold
+
         features, labels = np.asarray(features), np.asarray(labels)
-        mean = sum(_as_float64(features[part], unit_length).sum(axis=0) for part in row_parts(len(features)))
-        mean = mean / len(features)
-        rows = np.arange(len(features))
-        if len(rows) > PCA_ROWS:
-            rows = np.sort(np.random.default_rng(0).choice(len(rows), PCA_ROWS, replace=False))
-        centred, k = _as_float64(features[rows], unit_length) - mean, min(components, len(rows) - 1, features.shape[1])
-        axes = leading_axes(centred, k)
-        z = project(features, mean, axes, unit_length)
-        classes = np.unique(labels)
-        class_means = np.stack([z[labels == c].mean(axis=0) for c in classes])
-        centred = z - class_means[np.searchsorted(classes, labels)]
-        covariance = centred.T @ centred / len(z) + 1e-6 * np.eye(z.shape[1])
-        return cls(mean, axes, class_means, np.linalg.inv(covariance), unit_length=unit_length)
+        groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+        fold_rows = [np.arange(len(labels))]
+        # each detector must see every class: a class needs patients in at least `folds` folds
+        if folds > 1 and min(len(np.unique(groups[labels == c])) for c in np.unique(labels)) >= folds:
+            split = StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(features, labels, groups)
+            fold_rows = [kept for kept, _ in split]
+        fitted = [_fit_detector(features, labels, rows, components, unit_length) for rows in fold_rows]
+        return cls(*(np.stack(arrays) for arrays in zip(*fitted)), unit_length=unit_length)
 
     def with_threshold(self, in_scope_features: np.ndarray, accept: float = ACCEPT) -> "OutOfScope":
         """The ceil((n + 1) * accept)-th smallest of n in-scope scores (split conformal): a new in-scope scan
@@ -182,8 +228,10 @@ def fit_calibration(
     val_labels: np.ndarray,
     kind: str,
     features_name: str,
+    train_groups: np.ndarray | None = None,
 ) -> Calibration:
-    """Temperature and out-of-scope detector from the training and validation splits, with their report."""
+    """Temperature and out-of-scope detector from the training and validation splits, with their report.
+    train_groups: the training scans' patients, for cross-fitting the detector (FOLDS) by patient."""
     from octcore.metrics import expected_calibration_error
 
     fitted = fit_temperature(val_logits, val_labels)
@@ -193,7 +241,9 @@ def fit_calibration(
     # split the two can disagree (an SVM's probabilities come already calibrated by cross-validation), and then
     # the model's own probabilities are kept.
     temperature = fitted if with_fitted <= before else 1.0
-    scope = OutOfScope.fit(train_features, train_labels, COMPONENTS[kind]).with_threshold(val_features)
+    scope = OutOfScope.fit(train_features, train_labels, COMPONENTS[kind], folds=FOLDS[kind], groups=train_groups)
+    scope.with_threshold(val_features)
+    detectors = len(scope.mean)
     report = {
         "fitted_on": {
             "temperature": f"validation split ({len(val_labels)} scans)",
@@ -207,9 +257,16 @@ def fit_calibration(
             "after": expected_calibration_error(val_labels, softmax(val_logits, temperature)),
         },
         "out_of_scope": {
-            "method": "Mahalanobis distance to the nearest class mean, features at unit length",
+            "method": "Mahalanobis distance to the nearest class mean, features at unit length"
+            + (
+                f"; the smallest of {detectors} detectors, each fitted without one of {detectors} folds of the "
+                "training patients (cross-fitted)"
+                if detectors > 1
+                else ""
+            ),
             "features": features_name,
-            "components": int(scope.components.shape[0]),
+            "components": int(scope.components.shape[1]),
+            "detectors": detectors,
             "accept": ACCEPT,
         },
     }
