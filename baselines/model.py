@@ -167,6 +167,8 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
         X = np.asarray(X)
         self._fitted()
         decisions = self._decisions().decision_function(X.reshape(-1, X.shape[-1]))
+        if decisions.ndim == 1:  # two classes: scikit-learn's one column, positive for classes_[1]
+            decisions = np.stack([-decisions, decisions], axis=1)
         return decisions.reshape(X.shape[0], X.shape[1], -1).mean(axis=1)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -1,13 +1,13 @@
 """What each preprocessing step adds to the classical baseline (HOG+LBP, RBF SVM).
 
-    python benchmarks/baseline_ablation.py [DATA]   (default ../shared/data/kermany-oct-sample)
+    python benchmarks/baseline_ablation.py DATA
 
 Each row adds one step; all rows use the same 5-fold patient-grouped folds (linked groups) and
 fixed C=10, gamma=0.5/d with an uncalibrated SVM, so only the features change. The searched,
 calibrated model is benchmarks/baseline_cv.py.
 """
 
-import sys
+import argparse
 from functools import partial
 
 import numpy as np
@@ -45,7 +45,9 @@ STEPS = [
 
 
 def main() -> None:
-    data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/kermany-oct-sample"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", metavar="DATA", help="dataset folder (either layout)")
+    data = parser.parse_args().data
     scans = discover(data)
     y, _ = targets(scans)
     groups = linked_groups(scans, [d for d, _ in fingerprint_all(scans, progress=False)])

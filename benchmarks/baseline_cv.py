@@ -1,6 +1,6 @@
 """Classical baselines: nested patient-grouped 5-fold CV, feature throughput and one-scan latency.
 
-    python benchmarks/baseline_cv.py [DATA]   (default ../shared/data/kermany-oct-sample)
+    python benchmarks/baseline_cv.py DATA
 
 For each feature kind and each outer fold, C and gamma are chosen by a 3-fold patient-grouped
 search on the training patients only (baselines.model.search_hyperparameters), then the
@@ -8,7 +8,7 @@ calibrated model is fitted on them and scored on the held-out patients. Patients
 identical image are kept together (octcore.data.linked_groups).
 """
 
-import sys
+import argparse
 import tempfile
 import time
 from collections import Counter
@@ -27,7 +27,9 @@ from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate, with_ci
 
-data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/kermany-oct-sample"
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("data", metavar="DATA", help="dataset folder (either layout)")
+data = parser.parse_args().data
 scans = discover(data)
 y, patients = targets(scans)
 groups = linked_groups(scans, [d for d, _ in fingerprint_all(scans, progress=False)])

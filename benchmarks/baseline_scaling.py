@@ -1,6 +1,6 @@
 """Estimate how long the classical baseline takes to train on the full Kermany dataset (84,484 scans).
 
-    python benchmarks/baseline_scaling.py [DATA]   (default ../shared/data/kermany-oct-sample)
+    python benchmarks/baseline_scaling.py DATA
 
 Measures feature extraction on this machine's cores, then the fit time of the solver that 'auto'
 picks above 10,000 scans (Nystroem + linear SVM) on the sample's features replicated with small
@@ -10,7 +10,7 @@ search + the calibrated final fit (4 fits). The exact RBF SVM is timed too, to s
 not used at that size.
 """
 
-import sys
+import argparse
 import time
 
 import numpy as np
@@ -21,7 +21,9 @@ from baselines.model import PARAM_GRID, OCTSVMClassifier
 from octcore.data import discover, targets
 
 FULL_DATASET = 84_484  # Kermany 2018 (OCT2017): 83,484 train + 1,000 test scans
-data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/kermany-oct-sample"
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("data", metavar="DATA", help="dataset folder (either layout)")
+data = parser.parse_args().data
 scans = discover(data)
 y, _ = targets(scans)
 settings = FeatureSettings()

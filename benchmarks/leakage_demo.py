@@ -1,6 +1,6 @@
 """The patient-leakage trap, shown: one model, scored by image-level and by patient-level cross-validation.
 
-    python benchmarks/leakage_demo.py [DATA]   (default ../shared/data/kermany-oct-sample)
+    python benchmarks/leakage_demo.py DATA
 
 The same classical model (HOG+LBP, RBF SVM, C=10, gamma=0.5/d) and the same cached features, scored
 by 5-fold CV twice: folds drawn over images (a patient's other scans, or the same scan filed under
@@ -8,7 +8,7 @@ another patient id, can sit in training) and folds drawn over patients linked by
 The difference is what a leaky split adds to a reported accuracy.
 """
 
-import sys
+import argparse
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
@@ -20,7 +20,9 @@ from octcore.data import discover, fingerprint_all, grouped_kfold, linked_groups
 
 
 def main() -> None:
-    data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/kermany-oct-sample"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", metavar="DATA", help="dataset folder (either layout)")
+    data = parser.parse_args().data
     scans = discover(data)
     y, patients = targets(scans)
     X = cached_features(scans, FeatureSettings(), cache_dir=None, progress=False)

@@ -24,7 +24,15 @@ from compare.explain import explanation_figures
 from compare.report import write_plots, write_reports
 from compare.score import PREDICTION_HEADER, mcnemar, model_figures, model_size_mb, prediction_rows, score_model
 from models import load_model
-from octcore.data import DataError, discover, discover_out_of_scope, load_split, select, targets
+from octcore.data import (
+    DataError,
+    discover,
+    discover_out_of_scope,
+    load_split,
+    select,
+    split_file_coverage,
+    targets,
+)
 from octcore.imaging import ScanError
 from octcore.labels import CLASSES
 
@@ -55,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scans = discover(args.data)
         if args.split_file:
-            scans, source = select(scans, load_split(args.split_file, scans), "test"), "the split file's test part"
+            part = "the split file's test part" + split_file_coverage(args.split_file, scans)
+            scans, source = select(scans, load_split(args.split_file, scans), "test"), part
         elif any(s.official_split for s in scans):
             scans, source = [s for s in scans if s.official_split == "test"], "official test folder"
         else:

@@ -286,6 +286,17 @@ def _read_split_file(path: str | Path, scans: list[Scan]) -> dict:
     return record
 
 
+def coverage(record: dict, scans: list[Scan]) -> str:
+    """What part of a split file's scans the data folder holds, when not all: figures on part of a split's scans do
+    not compare with figures on all of them, so the trainers and `compare` say so."""
+    listed = len(record["files"])
+    return f" ({len(scans):,} of its {listed:,} scans are in this data folder)" if listed > len(scans) else ""
+
+
+def split_file_coverage(path: str | Path, scans: list[Scan]) -> str:
+    return coverage(_read_split_file(path, scans), scans)
+
+
 def load_split(path: str | Path, scans: list[Scan]) -> list[str]:
     """The split name of each scan from a split file; DataError if the file does not cover them all."""
     files = _read_split_file(path, scans)["files"]
@@ -338,7 +349,10 @@ def split_scans(
         saved = record.get("groups", {})
         groups = np.array([saved.get(s.key, s.patient_id) for s in scans])
         return TrainingSplit(
-            [record["files"][s.key] for s in scans], groups, f"split file {split_file}", Path(split_file).read_text()
+            [record["files"][s.key] for s in scans],
+            groups,
+            f"split file {split_file}{coverage(record, scans)}",
+            Path(split_file).read_text(),
         )
     split, groups = derive_split(scans, seed=seed, progress=progress)
     return TrainingSplit(

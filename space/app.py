@@ -1,10 +1,11 @@
 """OCT B-scan classifier Space: a fine-tuned ViT and a HOG+LBP SVM side by side, with explanations.
 
-    python space/app.py            (models from OCT_VIT_MODEL / OCT_BASELINE_MODEL: folders or Hub ids)
+    python space/app.py [--vit MODEL] [--classical MODEL[,MODEL...]]
 
 Research and education only: not a medical device, not a diagnosis. The page is `space/ui.py`.
 """
 
+import argparse
 import ctypes
 import signal
 import sys
@@ -24,6 +25,23 @@ def stop(*_) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the app as Ctrl-C does: Gradio closes the server, the app exits 0
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Host and port: GRADIO_SERVER_NAME and GRADIO_SERVER_PORT (default 127.0.0.1:7860). Stop with Ctrl-C.",
+    )
+    parser.add_argument(
+        "--vit", help="the ViT: a model folder or Hub id (default: $OCT_VIT_MODEL, else space/models/vit)"
+    )
+    parser.add_argument(
+        "--classical",
+        help="classical models, comma-separated, the first shown (default: $OCT_BASELINE_MODEL, else space/models/)",
+    )
+    args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, stop)
-    launch(Models())  # host and port: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; returns once stopped
+    launch(Models(args.vit, args.classical))  # returns once stopped
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

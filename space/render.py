@@ -224,7 +224,8 @@ def headline(upload: Upload) -> str:
     else:
         labels = {a.label for a in frame.results.values()}
         said = " and ".join(f"{html.escape(n)} says <b>{a.label}</b>" for n, a in frame.results.items())
-        lines.append(f"<h2>{'Both models agree: ' + next(iter(labels)) if len(labels) == 1 else said}</h2>")
+        agree = len(labels) == 1 and len(frame.results) > 1  # one model alone (no ViT trained) says, not agrees
+        lines.append(f"<h2>{'Both models agree: ' + next(iter(labels)) if agree else said}</h2>")
         for label in sorted(labels, key=CLASSES.index):
             lines.append(f"<p><b>{label}</b>: {html.escape(CLASS_NOTES[label])}</p>")
     if frame.warnings:

@@ -44,6 +44,20 @@ def test_features_see_a_flattened_band_and_its_mirror(a_scan):
         FeatureSettings(kind="sift")
 
 
+def test_two_classes_are_told_apart_by_the_search_and_the_prediction():
+    """scikit-learn gives a two-class SVM's decisions as one column: the hyperparameter search (which scores the
+    uncalibrated SVM) read it as always the first class."""
+    from baselines.model import OCTSVMClassifier, search_hyperparameters
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 2], 40)  # e.g. CNV and DRUSEN folders only
+    X = (rng.normal(size=(80, 2, 16)) + 3 * (y == 2)[:, None, None]).astype(np.float32)  # (scans, views, features)
+    groups = np.arange(80)
+    assert search_hyperparameters(X, y, groups, "rbf", {"C": [1.0], "gamma_scale": [0.5]})["cv_accuracy"] > 0.95
+    model = OCTSVMClassifier("rbf", C=1.0, calibration_folds=0).fit(X, y)
+    assert np.mean(model.predict(X) == y) > 0.95
+
+
 def test_feature_settings_round_trip_through_json():
     settings = FeatureSettings(kind="lbp", sigma=0.0, lbp_scales=((8, 1),))
     assert FeatureSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings

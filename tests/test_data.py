@@ -15,6 +15,7 @@ from octcore.data import (
     patient_split,
     save_split,
     select,
+    split_scans,
     to_hf_dataset,
 )
 from octcore.labels import CLASSES
@@ -113,6 +114,9 @@ def test_split_file_round_trip_and_refusals(sample, leaky_dataset, tmp_path):
     (tmp_path / "other.json").write_text('{"hello": 1}')
     with pytest.raises(DataError, match="not a split file"):
         load_split(tmp_path / "other.json", scans)
+    # a folder holding part of the file's scans is used, and the trainers and compare say how much
+    assert split_scans(scans, tmp_path / "split.json").source == f"split file {tmp_path / 'split.json'}"
+    assert "96 of its 192 scans are in this data folder" in split_scans(scans[::2], tmp_path / "split.json").source
 
 
 def test_views_for_the_vit(sample):

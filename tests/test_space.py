@@ -215,6 +215,12 @@ def test_with_no_models_the_app_starts_and_says_what_is_missing(tmp_path, a_scan
         predict(str(a_scan), None, none, None)
 
 
+def test_one_model_alone_says_its_answer_and_does_not_agree_with_itself(small_baseline, tmp_path, a_scan):
+    alone = Models(vit=str(tmp_path / "no-vit"), classical=str(small_baseline))  # the quick start offline: no ViT
+    summary = predict(str(a_scan), None, alone, None)[SUMMARY]
+    assert "HOG+LBP SVM says" in summary and "Both models" not in summary
+
+
 @pytest.fixture(scope="module")
 def served(models, small_lbp):
     """The app as the Space runs it (decode workers, queue, upload cap), with two classical variants."""

@@ -73,14 +73,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="input size (default: 126x252 for DINOv2, which interpolates its "
         "position embeddings; the checkpoint's square size for ViT/DeiT)",
     )
-    add("--epochs", type=int, default=12, help="default chosen on validation (benchmarks/vit_recipe.py)")
-    add("--batch-size", type=int, default=16, help="per process")
-    add("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    add("--lr", type=float, default=1e-4, help="peak learning rate of the head; layers below decay from it")
-    add("--layer-decay", type=float, default=0.75, help="layer-wise learning-rate decay (1 = none)")
+    add("--epochs", type=int, default=12, help="default %(default)s, chosen on validation (benchmarks/vit_recipe.py)")
+    add("--batch-size", type=int, default=16, help="per process (default %(default)s)")
+    add("--grad-accum", type=int, default=1, help="gradient accumulation steps (default %(default)s)")
+    add(
+        "--lr",
+        type=float,
+        default=1e-4,
+        help="peak learning rate of the head (default %(default)s); layers below decay from it",
+    )
+    add(
+        "--layer-decay",
+        type=float,
+        default=0.75,
+        help="layer-wise learning-rate decay (default %(default)s; 1 = none)",
+    )
     add("--freeze-layers", type=int, default=0, help="freeze the embeddings and this many lowest blocks")
-    add("--warmup", type=float, default=0.1, help="fraction of steps spent warming up")
-    add("--weight-decay", type=float, default=0.05)
+    add("--warmup", type=float, default=0.1, help="fraction of steps spent warming up (default %(default)s)")
+    add("--weight-decay", type=float, default=0.05, help="AdamW's (default %(default)s)")
     add(
         "--mixed-precision",
         choices=("auto", "no", "fp16", "bf16"),
@@ -88,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="auto (default): bf16 autocast where the device has it (CPUs, recent GPUs), else none",
     )
     add("--checkpoint-every", type=int, default=0, help="also checkpoint every N optimizer steps")
-    add("--workers", type=int, default=2, help="data-loading processes")
+    add("--workers", type=int, default=2, help="data-loading processes (default %(default)s)")
     add(
         "--augment-at",
         choices=AUGMENT_AT,
@@ -97,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "at the end) and augment in the resize to the model's input: 3x the scans per loader worker or more, a "
         "candidate recipe not yet chosen on validation (benchmarks/vit_recipe.py, docs/results.md)",
     )
-    add("--seed", type=int, default=0)
+    add("--seed", type=int, default=0, help="initialisation, data order and augmentation (default %(default)s)")
     add("--report-to", default="", help="more Accelerate trackers, comma-separated (tensorboard, wandb, ...)")
     add(
         "--max-steps",
@@ -120,6 +130,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.check_base and not (args.data and args.out):
         parser.error("--data and --out are required")
+    if args.data and not Path(args.data).is_dir():  # said before the base checkpoint is loaded (a download)
+        parser.error(f"--data {args.data}: no such folder")
     if args.mixed_precision == "auto":
         args.mixed_precision = "bf16" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "no"
     return args
