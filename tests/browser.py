@@ -155,4 +155,5 @@ def batch(page, archive: Path, shots: Path | None = None) -> None:
     page.get_by_role("button", name="Classify all").click()
     _text(page, "oct-predictions", "#batch-csv")
     _text(page, "ok|withheld", "#batch-table")
+    _text(page, "scans: \\d+ ok, \\d+ withheld, \\d+ unreadable", ".toast-body")  # the count, for a long table
     _shot(page, shots, "batch")
