@@ -259,8 +259,8 @@ def fit_calibration(
         "out_of_scope": {
             "method": "Mahalanobis distance to the nearest class mean, features at unit length"
             + (
-                f"; the smallest of {detectors} detectors, each fitted without one of {detectors} folds of the "
-                "training patients (cross-fitted)"
+                f"; cross-fitted: the smallest of {detectors} such distances, from detectors each fitted without "
+                f"one of {detectors} folds of the training patients"
                 if detectors > 1
                 else ""
             ),
