@@ -48,8 +48,8 @@ from datasets import load_dataset
 data = load_dataset("{{ repo_id }}")  # DatasetDict: train, validation, test; label is a ClassLabel
 ```
 
-Source and licence: Kermany D, Zhang K, Goldbaum M (2018), Labeled Optical Coherence Tomography (OCT)
-and Chest X-Ray Images for Classification, Mendeley Data, doi:10.17632/rscbjbr9sj, CC BY 4.0; Kermany
+Source and licence: Kermany D, Zhang K, Goldbaum M (2018), Large Dataset of Labeled Optical Coherence
+Tomography (OCT) and Chest X-Ray Images, Mendeley Data v3, doi:10.17632/rscbjbr9sj.3, CC BY 4.0; Kermany
 et al., Cell 172(5), 2018. Research and education only.
 """
 
