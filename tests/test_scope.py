@@ -144,3 +144,16 @@ def test_a_damaged_calibration_file_is_a_clear_error(small_baseline, tmp_path):
     (folder / CALIBRATION_FILE).write_text('{"temperature": 1.')  # cut off mid-write
     with pytest.raises(ModelFormatError, match=f"{CALIBRATION_FILE} is not valid JSON"):
         load_model(folder)
+
+
+def test_a_classical_model_judges_its_own_training_scans_as_it_judges_new_ones(small_baseline, sample):
+    """Real scans: the small HOG+LBP model's detector was fitted on 64 bundled scans (9,504 features each). One
+    detector flagged most of them (the quick start's Space withheld half the bundled scans); cross-fitted, about
+    as few as of scans it never saw."""
+    from models import load_model
+    from octcore.data import discover
+
+    scans = [s.path for s in discover(sample)]
+    model = load_model(small_baseline)
+    trained, new = (model.classify(part).flagged.mean() for part in (scans[::3][:64], scans[2::3][:64]))
+    assert trained <= new + 0.1
