@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from models.scope import OutOfScope
-from octcore.data import discover, load_split
+from octcore.data import discover, load_split, split_scans
 from octcore.labels import CLASSES
 
 
@@ -44,7 +44,9 @@ def linked_folder(folder: Path, files: dict[str, list[Path]]) -> Path:
     return folder
 
 
-def detector_choices(folder: Path, scans: list, split: list[str], left: str) -> dict[str, tuple[float, float]]:
+def detector_choices(
+    folder: Path, scans: list, split: list[str], groups: np.ndarray, left: str
+) -> dict[str, tuple[float, float]]:
     """For each setting of the out-of-scope detector fitted on the training scans' features (features at unit
     length or raw, principal components kept, detectors cross-fitted on folds of patients): its validation AUROC
     (in-scope validation scans against the left-out class's), and the share of its own in-scope training scans it
@@ -53,7 +55,6 @@ def detector_choices(folder: Path, scans: list, split: list[str], left: str) -> 
 
     model = load_model(folder, backend="torch")
     labels = np.array([CLASSES.index(s.label) for s in scans])
-    patients = np.array([s.patient_id for s in scans])
     _, features = model.embed([s.path for s in scans])
     part, out = np.array(split), labels == CLASSES.index(left)
     train, inside, outside = (part == "train") & ~out, (part == "val") & ~out, (part == "val") & out
@@ -62,7 +63,7 @@ def detector_choices(folder: Path, scans: list, split: list[str], left: str) -> 
     for unit_length in (True, False):
         for k in (16, 32, 64, 128):
             for folds in (1, 3, 5):
-                detector = OutOfScope.fit(features[train], labels[train], k, unit_length, folds, patients[train])
+                detector = OutOfScope.fit(features[train], labels[train], k, unit_length, folds, groups[train])
                 detector.with_threshold(features[inside])
                 scores = np.r_[detector.score(features[inside]), detector.score(features[outside])]
                 own = float(np.mean(detector.score(features[train]) > detector.threshold))
@@ -107,6 +108,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     scans = discover(args.data)
     split = load_split(args.split_file, scans)
+    groups = split_scans(scans, args.split_file).groups  # as the trainer cross-fits: linked patients together
     rows, choices = [], {}
     options = json.loads(Path(args.recipe).read_text())["options"] if args.recipe else []
 
@@ -162,7 +164,7 @@ def main() -> None:
             rows.append((f"{left} left out ({len(held)} scans)", name, figures["out_of_scope"]))
         if args.choose:
             for model in trained:
-                choices.setdefault(model.name, []).append(detector_choices(model, scans, split, left))
+                choices.setdefault(model.name, []).append(detector_choices(model, scans, split, groups, left))
 
     if choices:  # the detector's settings, from validation scans alone: in scope against the left-out class
         print(

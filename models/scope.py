@@ -16,6 +16,7 @@ by the loaded model to every prediction, so the Space, the batch CSV and `compar
 """
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,9 +89,9 @@ def leading_axes(centred: np.ndarray, k: int) -> np.ndarray:
 
 
 def _fit_detector(
-    features: np.ndarray, labels: np.ndarray, rows: np.ndarray, components: int, unit_length: bool
+    features: np.ndarray, labels: np.ndarray, rows: np.ndarray, k: int, unit_length: bool
 ) -> tuple[np.ndarray, ...]:
-    """One detector's mean, axes, class means and precision, from the training scans in `rows`. The principal
+    """One detector's mean, k axes, class means and precision, from the training scans in `rows`. The principal
     axes come from at most PCA_ROWS of them (all up to that size), drawn at random: the leading axes are stable
     long before that, and an SVD of the full dataset's classical features would need tens of GB. The mean, class
     means and covariance use every scan in `rows`."""
@@ -100,7 +101,7 @@ def _fit_detector(
     if len(rows) > PCA_ROWS:
         sampled = np.sort(np.random.default_rng(0).choice(rows, PCA_ROWS, replace=False))
     centred = _as_float64(features[sampled], unit_length) - mean
-    axes = leading_axes(centred, min(components, len(sampled) - 1, features.shape[1]))
+    axes = leading_axes(centred, k)
     z, kept = project(features, mean, axes, unit_length, rows), labels[rows]
     classes = np.unique(kept)
     class_means = np.stack([z[kept == c].mean(axis=0) for c in classes])
@@ -157,12 +158,21 @@ class OutOfScope:
 
         features, labels = np.asarray(features), np.asarray(labels)
         groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
-        fold_rows = [np.arange(len(labels))]
-        # each detector must see every class: a class needs patients in at least `folds` folds
-        if folds > 1 and min(len(np.unique(groups[labels == c])) for c in np.unique(labels)) >= folds:
+        classes, fold_rows = np.unique(labels), [np.arange(len(labels))]
+        if folds > 1 and min(len(np.unique(groups[labels == c])) for c in classes) >= folds:
             split = StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(features, labels, groups)
             fold_rows = [kept for kept, _ in split]
-        fitted = [_fit_detector(features, labels, rows, components, unit_length) for rows in fold_rows]
+            if any(len(np.unique(labels[kept])) < len(classes) for kept in fold_rows):
+                fold_rows = [np.arange(len(labels))]  # each detector must know every class
+        if folds > 1 and len(fold_rows) == 1:
+            warnings.warn(
+                f"too few patients of some class for {folds} folds: one out-of-scope detector, which flags its own "
+                "training scans more often than new ones",
+                stacklevel=2,
+            )
+        # the same number of axes for every detector (the smallest fold's limit), so that their arrays stack
+        k = min(components, min(min(len(rows), PCA_ROWS) for rows in fold_rows) - 1, features.shape[1])
+        fitted = [_fit_detector(features, labels, rows, k, unit_length) for rows in fold_rows]
         return cls(*(np.stack(arrays) for arrays in zip(*fitted)), unit_length=unit_length)
 
     def with_threshold(self, in_scope_features: np.ndarray, accept: float = ACCEPT) -> "OutOfScope":

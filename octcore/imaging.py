@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ScanSource = str | os.PathLike | bytes | bytearray | BinaryIO | Image.Image | np.ndarray
 
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")  # what Pillow may decode; nothing else
+JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a JPEG with more pictures after it (many phones' photos)
 Image.init()  # registers every plugin, so `formats=FORMATS` can name them
 MAX_BYTES = 64 * 1024**2  # an OCT B-scan file is well under 1 MB
 MAX_PIXELS = 40_000_000  # refuses decompression bombs before any pixel is decoded
@@ -84,8 +85,8 @@ def _check_size(image: Image.Image, name: str) -> None:
         raise ScanError(
             name,
             f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than the "
-            f"{MAX_PIXELS / 1e6:.0f} read: a B-scan is far smaller (send a smaller copy; a file this large may also "
-            "be a decompression bomb)",
+            f"{MAX_PIXELS / 1e6:.0f} megapixels read: a B-scan is far smaller (send a smaller copy; a file this "
+            "large may also be a decompression bomb)",
         )
     if min(width, height) < MIN_SIDE:
         raise ScanError(name, f"the image is {width}x{height} pixels; a scan needs at least {MIN_SIDE} on each side")
@@ -183,7 +184,7 @@ def _decode(source: ScanSource, min_size: tuple[int, int] | None, colour: bool =
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.seek(0)  # first frame of a multi-page TIFF
-            if min_size and opened is not None and image.format == "JPEG":
+            if min_size and opened is not None and image.format in JPEG_FORMATS:
                 image.draft(image.mode, min_size[::-1])
             _check_size(image, name)  # the pixels to be decoded: a phone's 48-megapixel JPEG is drafted to 1/8
             image = ImageOps.exif_transpose(image)

@@ -276,15 +276,16 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                 event.success(None, None, None, js=SCROLL_TO_ANSWER)
 
             # .input, not .change: Gradio's Image fires .change twice when a new file replaces the last one (each scan
-            # ran twice, and a bad file's error showed twice); .input fires once per upload, paste or clear.
+            # ran twice, and a bad file's error showed twice); .input fires once per upload, paste or clear. Its
+            # default trigger mode ("once") drops a file given while the last one is being answered, which left the
+            # last file's answer under the new one: "always_last" answers it next, as .change did.
+            for_image = {
+                "inputs": [image, classical, shown],
+                "outputs": [*outputs, shown],
+                "trigger_mode": "always_last",
+            }
             answered(
-                image.input(
-                    answer_from("image"),
-                    [image, classical, shown],
-                    [*outputs, shown],
-                    api_name="predict",
-                    api_description=predict.__doc__,
-                )
+                image.input(answer_from("image"), api_name="predict", api_description=predict.__doc__, **for_image)
             )
             answered(
                 upload.change(
@@ -304,11 +305,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                     scans = gr.Examples([[p] for p in tries], inputs=[image], label="Example scans: click one")
                 # then answers for it (.input does not fire for a value set by the page), as Gradio's own
                 # Examples(run_on_click=True) does, but with the classical model chosen
-                answered(
-                    scans.load_input_event.then(
-                        answer_from("image"), [image, classical, shown], [*outputs, shown], api_visibility="private"
-                    )
-                )
+                answered(scans.load_input_event.then(answer_from("image"), api_visibility="private", **for_image))
 
         with gr.Tab("Batch"):
             gr.Markdown(

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from octcore.imaging import DECODE_SIZE, FORMATS, MAX_BYTES, ScanError, read_scan
+from octcore.imaging import DECODE_SIZE, FORMATS, JPEG_FORMATS, MAX_BYTES, ScanError, read_scan
 
 MAX_FRAMES = 128  # frames classified per DICOM
 MAX_ZIP_FILES = 200  # files read from one zip
@@ -92,7 +92,7 @@ def _image(data: bytes, name: str, budget: Budget) -> DecodedFrame:
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as header:  # reads the header only
             width, height = header.size
-            if header.format == "JPEG":
+            if header.format in JPEG_FORMATS:
                 if jpeg_scans(data) > MAX_JPEG_SCANS:
                     raise ScanError(
                         name,

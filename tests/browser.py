@@ -128,6 +128,22 @@ def example(page) -> None:
     assert page.locator("#classical-panel h3").inner_text().split(" ")[0] == chosen
 
 
+def two_examples(page, answered: list[str]) -> None:
+    """A second example clicked while the first is being answered is answered after it (the page's last file), not
+    dropped, which left the first one's answer under the second one's picture. `answered`: the files the app was
+    asked about, in order."""
+    start = len(answered)
+    items = page.locator("button.gallery-item")
+    items.nth(0).click()
+    items.nth(1).click()  # while the first is answered
+    for _ in range(SECONDS // 100):
+        if len(answered) >= start + 2:
+            break
+        page.wait_for_timeout(100)
+    assert answered[start:] == ["example-1.jpeg", "example-2.jpeg"], answered[start:]
+    _text(page, "referral", "#vit-panel")
+
+
 def withheld(page, image: Path, shots: Path | None = None) -> None:
     """An image the models cannot judge gets no answer: the guesses are behind a click."""
     page.locator("#scan-input input[type=file]").set_input_files(str(image))

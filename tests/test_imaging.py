@@ -153,5 +153,8 @@ def test_a_phone_sized_jpeg_is_read_at_reduced_scale_but_the_same_size_png_is_re
     photo = Image.fromarray((gray * 255).astype(np.uint8)).resize((8000, 6000))
     scan = read_scan(encode(photo, "JPEG", quality=80))
     assert scan.gray.shape == (750, 1000)  # 1/8 scale: still at least DECODE_SIZE
+    # many phones save a JPEG with a second picture after it (MPO): the same reduced-scale decode
+    two = encode(photo, "MPO", quality=80, save_all=True, append_images=[photo.resize((400, 300))])
+    assert Image.open(io.BytesIO(two)).format == "MPO" and read_scan(two).gray.shape == (750, 1000)
     with pytest.raises(ScanError, match="48 megapixels"):
         load_scan(encode(photo, "PNG", compress_level=1))

@@ -64,6 +64,23 @@ def test_cross_fitted_detectors_flag_their_own_training_scans_as_rarely_as_new_o
     assert np.mean(crossed.score(far) > crossed.threshold) == 1.0
 
 
+def test_cross_fitting_on_a_few_scans_and_its_fallback():
+    """40 training scans: the folds allow fewer axes than asked, as many for every detector; a class of fewer patients
+    than folds gets one detector, and a warning says so."""
+    import pytest
+
+    rng = np.random.default_rng(6)
+    labels = np.repeat(np.arange(4), 10)
+    features = rng.normal(size=(40, 500)) + labels[:, None]
+    crossed = OutOfScope.fit(features, labels, components=32, folds=3)
+    assert crossed.components.shape[0] == 3 and crossed.components.shape[1] < 32
+    assert np.isfinite(crossed.score(features)).all()
+    patients = np.r_[np.arange(30), np.repeat([30, 31], 5)]  # the last class: two patients, five scans each
+    with pytest.warns(UserWarning, match="one out-of-scope detector"):
+        single = OutOfScope.fit(features, labels, components=32, folds=3, groups=patients)
+    assert len(single.mean) == 1
+
+
 def test_calibration_is_saved_and_loaded_with_the_model(tmp_path):
     rng = np.random.default_rng(2)
     labels = np.repeat(np.arange(4), 50)

@@ -3,6 +3,7 @@
 import base64
 import io
 import threading
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -380,7 +381,7 @@ def test_deploy_uploads_the_bundle_and_sets_the_model_variables(tmp_path, fake_h
     }
 
 
-def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
+def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypatch):
     """Chromium through the visitor's path: the landing view, an upload and its preview, an unreadable file (no answer
     left on the page), a volume then a scan (the page answers for the last), another classical model (when several
     are loaded), an example clicked, an image the models cannot judge, a zip in the wrong place, then on the Batch
@@ -411,6 +412,18 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample):
         walk.volume_then_scan(page, volume, a_scan)
         walk.switch_variant(page, "LBP SVM")
         walk.example(page)
+        import space.ui
+
+        answer, answered = space.ui.predict, []
+
+        def slowly(path, *rest):  # the files asked about, each answered slowly enough to click again meanwhile
+            answered.append(Path(path).name if path else None)
+            time.sleep(0.5)
+            return answer(path, *rest)
+
+        monkeypatch.setattr(space.ui, "predict", slowly)
+        walk.two_examples(page, answered)
+        monkeypatch.undo()
         walk.withheld(page, photo)
         walk.wrong_place(page, archive)
         walk.batch(page, archive)
