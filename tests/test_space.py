@@ -418,7 +418,7 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypat
 
         def slowly(path, *rest):  # the files asked about, each answered slowly enough to click again meanwhile
             answered.append(Path(path).name if path else None)
-            time.sleep(0.5)
+            time.sleep(2)
             return answer(path, *rest)
 
         monkeypatch.setattr(space.ui, "predict", slowly)
