@@ -139,8 +139,8 @@ class OutOfScope:
     def score(self, features: np.ndarray) -> np.ndarray:
         """(n,) distances; higher means further from everything the model was taught. Every detector's projection
         in one float32 product: (x - mean) @ axes.T = x @ axes.T - mean @ axes.T, so the detectors' axes are read
-        once per scan (5 x 32 x 9,504 values for the classical model: in float64, their reading slowed the
-        Space's request beside the ViT)."""
+        once per scan, at half the bytes (read in float64, one detector after another, the classical model's
+        axes slowed the Space's request beside the ViT)."""
         detectors, k, _ = self.components.shape
         stacked, offsets = self._projection
         z = np.empty((len(features), detectors, k))

@@ -268,12 +268,16 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
 
                 return run
 
-            def answered(event) -> None:
-                """After an event that answers for a new file: if it failed (an unreadable file, a zip), the last
-                answer is cleared, so another file's answer never stays under this one's error; if it answered, on a
-                phone, where the answer is below the inputs, the page scrolls to it."""
+            def cleared_on_failure(event):
+                """If the event failed (an unreadable file, a zip), the last answer is cleared, so another file's
+                answer never stays under this one's error."""
                 event.failure(lambda: ("", "", "", None), None, [*outputs, shown], queue=False, show_progress="hidden")
-                event.success(None, None, None, js=SCROLL_TO_ANSWER)
+                return event
+
+            def answered(event) -> None:
+                """After an event that answers for a new file: cleared on failure; if it answered, on a phone, where
+                the answer is below the inputs, the page scrolls to it."""
+                cleared_on_failure(event).success(None, None, None, js=SCROLL_TO_ANSWER)
 
             # .input, not .change: Gradio's Image fires .change twice when a new file replaces the last one (each scan
             # ran twice, and a bad file's error showed twice); .input fires once per upload, paste or clear. Its
@@ -297,8 +301,8 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                 source, path = last or ("image", None)
                 return answer_from(source)(path, variant, last)
 
-            classical.change(again, [classical, shown], [*outputs, shown], api_visibility="private").failure(
-                lambda: ("", "", "", None), None, [*outputs, shown], queue=False, show_progress="hidden"
+            cleared_on_failure(
+                classical.change(again, [classical, shown], [*outputs, shown], api_visibility="private")
             )
             if tries:
                 with examples_column:  # thumbnails under the inputs: a click puts the scan in the image input
