@@ -213,9 +213,10 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                     with gr.Column(scale=2):
                         gr.Gallery(
                             [(path, label) for path, label in classes],
-                            columns=2,
-                            height="auto",  # every condition visible, none cut by a fixed height
-                            label="One scan of each condition (what each means: the 'About the conditions' tab)",
+                            columns=4,  # one row on a desktop, so the scan input starts on its first screen (CSS:
+                            height="auto",  # two on a phone); every condition visible, none cut by a fixed height
+                            elem_id="conditions",
+                            label="One scan of each condition (tab 'About the conditions')",  # one line on a phone
                             allow_preview=True,
                             object_fit="contain",
                         )

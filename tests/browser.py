@@ -29,11 +29,18 @@ def _shot(page, folder: Path | None, name: str) -> None:
 
 
 def landing(page, url: str, shots: Path | None = None) -> None:
-    """The landing view explains itself: what OCT is, the four conditions, each model's tested figures."""
+    """The landing view explains itself: what OCT is, the four conditions, each model's tested figures; and on a
+    desktop's first screen (1280 x 900), below the open introduction, the scan input already begins."""
     page.goto(url)
     _text(page, "What is this")
     _text(page, "test accuracy")
     assert page.get_by_text("know only four things").first.is_visible()
+    page.wait_for_selector("#scan-input", timeout=SECONDS)
+    page.wait_for_function(  # every picture shown (the conditions, the example thumbnails): the layout as seen
+        "() => [...document.querySelectorAll('img')].every(i => i.complete)", timeout=SECONDS
+    )
+    top = page.locator("#scan-input").bounding_box()["y"]
+    assert top < page.viewport_size["height"] - 100, f"the scan input starts {top:.0f} px down, below the first screen"
     _shot(page, shots, "landing")
 
 
