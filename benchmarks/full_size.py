@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from train.data import AUGMENT_AT
+from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT
 
 
 def run(command: list[str]) -> tuple[float, float, float, str]:
@@ -67,7 +67,10 @@ def main() -> None:
         help="stages not to run this time (skipping the split needs WORK/split.json from an earlier run)",
     )
     parser.add_argument(
-        "--augment-at", choices=AUGMENT_AT, default="scan", help="the ViT trainer's --augment-at (default scan)"
+        "--augment-at",
+        choices=AUGMENT_AT,
+        default=DEFAULT_AUGMENT_AT,
+        help=f"the ViT trainer's --augment-at (default {DEFAULT_AUGMENT_AT})",
     )
     args = parser.parse_args()
     work, python = Path(args.work), sys.executable

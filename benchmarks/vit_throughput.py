@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from octcore.plots import read_training_log
-from train.data import AUGMENT_AT
+from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT
 
 FULL_TRAIN = 83_484
 
@@ -36,7 +36,12 @@ def main() -> None:
     parser.add_argument("--image-size", help="HxW (default: the trainer's for the base model)")
     parser.add_argument("--split-file", help="skip the trainer's own split (which decodes every scan once)")
     parser.add_argument("--random-vit-base", action="store_true", help="a randomly initialised ViT-B/16 at 224x224")
-    parser.add_argument("--augment-at", choices=AUGMENT_AT, default="scan", help="the trainer's (default scan)")
+    parser.add_argument(
+        "--augment-at",
+        choices=AUGMENT_AT,
+        default=DEFAULT_AUGMENT_AT,
+        help=f"the trainer's (default {DEFAULT_AUGMENT_AT})",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vit-throughput-"))
     base = args.base_model

@@ -148,7 +148,7 @@ def test_grayscale_resized_first_gives_the_processors_own_pixels(trained, small_
 def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmented_pixels(
     trained, small_data, tiny_base, tmp_path
 ):
-    """--augment-at input: the draws of the default augmentation, made on the resized scan, with a speckle as strong
+    """--augment-at input: the draws of the augmentation at the scan, made on the resized one, with a speckle as strong
     as the decoded scan's is after the processor's resize (at any input size); decoding once or each time gives the
     same; refused for a processor that does not resize so."""
     from transformers import AutoImageProcessor
@@ -211,12 +211,17 @@ def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmente
         scan_dataset(scans, AutoImageProcessor.from_pretrained(trained, do_center_crop=True), 3, "input")
 
 
-def test_training_with_augmentation_at_the_input_size_leaves_no_decoded_scans(small_data, tiny_base, tmp_path):
-    out = tmp_path / "tiny-vit"
-    command = train_command(small_data, tiny_base, out) + ["--augment-at", "input", "--max-steps", "2"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "decoding the training scans once" in result.stderr and not (out / "checkpoints" / "decoded").exists()
+def test_training_decodes_the_scans_once_by_default_and_leaves_none_behind(small_data, tiny_base, tmp_path):
+    """The default (--augment-at input) decodes the training scans once and removes them at the end; the recipe
+    before (--augment-at scan) decodes each scan every epoch and writes none."""
+    for augment_at, decodes in ((None, True), ("scan", False)):
+        out = tmp_path / f"tiny-vit-{augment_at}"
+        options = ["--augment-at", augment_at] if augment_at else []
+        command = train_command(small_data, tiny_base, out) + [*options, "--max-steps", "2"]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert ("decoding the training scans once" in result.stderr) == decodes, augment_at
+        assert not (out / "checkpoints" / "decoded").exists()
 
 
 def test_augmentation_flips_in_its_affine_pass_and_speckles_like_gamma_16(a_scan):

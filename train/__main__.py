@@ -39,7 +39,7 @@ from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate, with_ci
 from octcore.plots import read_training_log, save_training_curves
-from train.data import AUGMENT_AT, ModelInputs, input_size, make_processor, scan_dataset
+from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT, ModelInputs, input_size, make_processor, scan_dataset
 from train.export_onnx import export_and_check
 from train.loop import (
     Progress,
@@ -102,10 +102,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--augment-at",
         choices=AUGMENT_AT,
-        default="scan",
-        help="augment the decoded scan (default), or decode the training scans once (to OUT/checkpoints, removed "
-        "at the end) and augment in the resize to the model's input: 3x the scans per loader worker or more, a "
-        "candidate recipe not yet chosen on validation (benchmarks/vit_recipe.py, docs/results.md)",
+        default=DEFAULT_AUGMENT_AT,
+        help="input (default, chosen on validation): decode the training scans once (to OUT/checkpoints, removed at "
+        "the end; about 150 kB a scan) and augment in the resize to the model's input, 3x the scans per loader "
+        "worker or more; scan: decode and augment the full-size scan every epoch (the recipe before)",
     )
     add("--seed", type=int, default=0, help="initialisation, data order and augmentation (default %(default)s)")
     add("--report-to", default="", help="more Accelerate trackers, comma-separated (tensorboard, wandb, ...)")
