@@ -89,6 +89,7 @@ def _trust(calibration: dict, metrics: dict, n_val: int) -> dict:
         test = metrics["calibration"]
         values["calibration"] = {
             "temperature": f"{calibration['temperature']:.2f}",
+            "rule": calibration.get("temperature_rule"),
             "n_val": n_val,
             "ece_before": _fmt(test["ece_before"]),
             "ece_after": _fmt(test["ece_after"]),

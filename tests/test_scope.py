@@ -32,6 +32,19 @@ def test_a_temperature_that_worsens_the_validation_calibration_is_not_kept():
     assert fitted.temperature == 1.0 and ece["after"] == ece["before"]
 
 
+def test_a_validation_split_the_model_gets_all_right_does_not_sharpen_it():
+    """Every validation scan right with a margin: the likelihood falls without end as the temperature shrinks, so
+    the fit ends at the search's bound; the model keeps its own probabilities rather than being made certain."""
+    rng = np.random.default_rng(4)
+    features, labels = rng.normal(size=(400, 8)), np.repeat(np.arange(4), 100)
+    val_labels = np.repeat(np.arange(4), 5)
+    logits = np.eye(4)[val_labels] * 3 + rng.normal(0, 0.3, size=(20, 4))  # right, at about 85%
+    fitted = fit_calibration(features, labels, logits, features[:20], val_labels, "vit", "test")
+    assert fitted.report["fitted_temperature"] < 0.06  # the fit alone would make every answer certain
+    assert fitted.report["ece_validation"]["with_fitted_temperature"] < fitted.report["ece_validation"]["before"]
+    assert fitted.temperature == 1.0
+
+
 def test_scans_far_from_every_class_are_flagged_and_the_threshold_accepts_its_share():
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 5, size=(4, 32))
