@@ -37,7 +37,6 @@ COMPONENTS = {"vit": 128, "classical": 32}
 # training scans more than new ones.
 FOLDS = {"vit": 1, "classical": 5}
 PCA_ROWS = 20_000  # training scans the principal axes are fitted on, at most
-TEMPERATURES = (0.05, 20.0)  # the range the temperature is searched in
 EXACT_SVD_VALUES = 20_000_000  # above this many (rows x features), the leading axes by randomized SVD
 
 
@@ -54,8 +53,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     def nll(log_t: float) -> float:
         return -float(np.log(softmax(logits, np.exp(log_t))[np.arange(len(labels)), labels] + 1e-12).mean())
 
-    bounds = np.log(TEMPERATURES)
-    return float(np.exp(minimize_scalar(nll, bounds=tuple(bounds), method="bounded").x))
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
 
 
 def unit(features: np.ndarray) -> np.ndarray:
