@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         train_loader.set_epoch(progress.epoch)
         done_in_epoch = (progress.step - progress.epoch * steps_per_epoch) * args.grad_accum
         batches = accelerator.skip_first_batches(train_loader, done_in_epoch) if done_in_epoch else train_loader
+        model.train()  # from_pretrained (and a resume) leave it in eval mode: no dropout, no stochastic depth
         step_start = waited = time.perf_counter()
         for batch in batches:  # the else below runs when the epoch ends without --max-steps stopping it
             waited = time.perf_counter() - waited
