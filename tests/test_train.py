@@ -89,6 +89,27 @@ def test_killed_run_resumes_to_the_same_model(trained, small_data, tiny_base, tm
     assert metrics[0]["history"] == metrics[1]["history"] and metrics[0]["accuracy"] == metrics[1]["accuracy"]
 
 
+def test_the_weights_average_is_kept_and_resumed_exactly(trained, small_data, tiny_base, tmp_path):
+    """--ema: the folder holds the moving average (not the weights the default run keeps), and a run killed
+    mid-way resumes the average from its checkpoint to the same bits as an uninterrupted one."""
+    runs = {}
+    for name in ("uninterrupted", "killed"):
+        out = tmp_path / name
+        command = train_command(small_data, tiny_base, out) + ["--ema", "0.9"]
+        if name == "killed":
+            killer = [sys.executable, "tests/killer.py", "train.loop:save_checkpoint", "2", *command[2:]]
+            killed = subprocess.run(killer, cwd=ROOT, capture_output=True, start_new_session=True, timeout=300)
+            assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        run(command)
+        runs[name] = load_file(out / "model.safetensors")
+    plain = load_file(trained / "model.safetensors")  # the same command and seed without --ema
+    for name in plain:
+        np.testing.assert_array_equal(runs["killed"][name], runs["uninterrupted"][name], err_msg=name)
+    assert any(not np.array_equal(runs["uninterrupted"][name], plain[name]) for name in plain)
+    said = "as a moving average of the weights (decay 0.9"  # the card says which weights it describes
+    assert said in (tmp_path / "killed" / "README.md").read_text() and said not in (trained / "README.md").read_text()
+
+
 def test_the_model_sees_the_same_pixels_in_training_and_in_the_space(trained, small_data):
     """One decode for both: the trainer's (unaugmented) input tensor for a file equals what the Space
     computes from the uploaded bytes of that file."""
@@ -404,6 +425,32 @@ def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
     assert main(["--check-base", "--base-model", str(tiny_base)]) == 0
     assert main(["--check-base", "--base-model", str(tmp_path)]) == 3  # a folder with no checkpoint in it
     assert "cannot load the base checkpoint" in capsys.readouterr().err
+
+
+def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base, tmp_path, monkeypatch, capsys):
+    """--drop-path sets the base's drop_path_rate (DINOv2 skips residual branches in training only); a base with
+    no stochastic depth (ViT) is refused rather than trained without it."""
+    from transformers import AutoModelForImageClassification, ViTConfig, ViTModel
+
+    import train.__main__ as trainer
+
+    built = []
+    load = AutoModelForImageClassification.from_pretrained
+    monkeypatch.setattr(
+        trainer.AutoModelForImageClassification,
+        "from_pretrained",
+        lambda *a, **k: built.append(load(*a, **k)) or built[-1],
+    )
+    options = ["--data", str(small_data), "--workers", "0", "--max-steps", "1", "--drop-path", "0.3"]
+    assert trainer.main([*options, "--base-model", str(tiny_base), "--out", str(tmp_path / "dinov2")]) == 0
+    blocks = [layer.drop_path for layer in built[0].base_model.encoder.layer]
+    assert [type(b).__name__ for b in blocks] == ["Dinov2DropPath"] * 2 and blocks[0].drop_prob == 0.3
+
+    vit = tmp_path / "tiny-vit-base"
+    config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=56)
+    ViTModel(config).save_pretrained(vit)
+    assert trainer.main([*options, "--base-model", str(vit), "--out", str(tmp_path / "vit")]) == 2
+    assert "ViTConfig has no stochastic depth" in capsys.readouterr().err
 
 
 def test_an_int8_export_outside_the_tolerance_is_never_served(trained, small_data, tmp_path, monkeypatch):

@@ -89,6 +89,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="layer-wise learning-rate decay (default %(default)s; 1 = none)",
     )
     add("--freeze-layers", type=int, default=0, help="freeze the embeddings and this many lowest blocks")
+    add(
+        "--drop-path",
+        type=float,
+        default=0.0,
+        help="stochastic depth: the chance a residual block is skipped in training (default %(default)s; "
+        "base models whose config has drop_path_rate, e.g. DINOv2)",
+    )
+    add(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="evaluate and keep an exponential moving average of the weights, updated each optimizer step with this "
+        "decay (e.g. 0.99; default 0: the weights themselves)",
+    )
     add("--warmup", type=float, default=0.1, help="fraction of steps spent warming up (default %(default)s)")
     add("--weight-decay", type=float, default=0.05, help="AdamW's (default %(default)s)")
     add(
@@ -166,6 +181,8 @@ def training_record(args: argparse.Namespace, scans, split: list[str], size: tup
             else "all layers trained",
             "mixed_precision": args.mixed_precision,
             "augment_at": args.augment_at,
+            "drop_path": args.drop_path,
+            "ema": args.ema,
         },
     }
 
@@ -219,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else input_size(args.base_model)
     )
     processor = make_processor(args.base_model, size)
+    base_config = AutoConfig.from_pretrained(args.base_model)
+    if args.drop_path and not hasattr(base_config, "drop_path_rate"):  # its model class would refuse the keyword
+        print(f"error: --drop-path: {type(base_config).__name__} has no stochastic depth", file=sys.stderr)
+        return 2
     model = AutoModelForImageClassification.from_pretrained(
         args.base_model,
         num_labels=len(CLASSES),
@@ -226,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         label2id={c: i for i, c in enumerate(CLASSES)},
         ignore_mismatched_sizes=True,
         use_safetensors=True,
+        **({"drop_path_rate": args.drop_path} if args.drop_path else {}),
     )
     if args.freeze_layers:
         for module in [model.base_model.embeddings, *model.base_model.encoder.layer[: args.freeze_layers]]:
@@ -277,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
+    # --ema: torch's own averaged copy, in float32 on the device, checkpointed with the rest so a resume continues it
+    ema = None
+    if args.ema:
+        multi_avg_fn = torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema)
+        ema = torch.optim.swa_utils.AveragedModel(accelerator.unwrap_model(model), multi_avg_fn=multi_avg_fn)
+        accelerator.register_for_checkpointing(ema)
+    evaluated = ema.module if ema else model  # what each epoch's validation scores and `best` keeps
     local_paths = ("data", "out", "base_model", "split_file")  # the log is uploaded with the model: no local path
     accelerator.init_trackers("oct-vit", config={k: v for k, v in vars(args).items() if k not in local_paths})
 
@@ -310,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                 optimizer.zero_grad()
             if accelerator.sync_gradients:
                 progress.step += 1
+                if ema:
+                    ema.update_parameters(accelerator.unwrap_model(model))
                 seconds, step_start = time.perf_counter() - step_start, time.perf_counter()
                 accelerator.log(
                     {
@@ -328,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
             waited = time.perf_counter()
         else:
-            logits, _, labels = predict(model, val_loader, accelerator, inputs)
+            logits, _, labels = predict(evaluated, val_loader, accelerator, inputs)
             val = evaluate(labels, softmax(logits), n_boot=0)
             progress.history.append(
                 {
@@ -351,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             accelerator.print(f"epoch {progress.epoch + 1}: val macro-F1 {val['macro_f1']:.3f} on {len(labels)} scans")
             if val["macro_f1"] > progress.best_f1:  # the same gathered figure on every rank: all take this branch
                 progress.best_f1 = val["macro_f1"]
-                save_best(accelerator, model, checkpoints / "best")
+                save_best(accelerator, evaluated, checkpoints / "best")
             progress.epoch += 1
             save_checkpoint(accelerator, checkpoints / progress.checkpoint_name())
     bar.close()
