@@ -428,8 +428,9 @@ def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
 
 
 def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base, tmp_path, monkeypatch, capsys):
-    """--drop-path sets the base's drop_path_rate (DINOv2 skips residual branches in training only); a base with
-    no stochastic depth (ViT) is refused rather than trained without it."""
+    """Stochastic depth (DINOv2 skips residual branches in training only) is on by default where the base has it,
+    as asked with --drop-path, and off by default for a base without it (ViT), which refuses an explicit one
+    rather than train without it."""
     from transformers import AutoModelForImageClassification, ViTConfig, ViTModel
 
     import train.__main__ as trainer
@@ -441,15 +442,17 @@ def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base
         "from_pretrained",
         lambda *a, **k: built.append(load(*a, **k)) or built[-1],
     )
-    options = ["--data", str(small_data), "--workers", "0", "--max-steps", "1", "--drop-path", "0.3"]
-    assert trainer.main([*options, "--base-model", str(tiny_base), "--out", str(tmp_path / "dinov2")]) == 0
-    blocks = [layer.drop_path for layer in built[0].base_model.encoder.layer]
-    assert [type(b).__name__ for b in blocks] == ["Dinov2DropPath"] * 2 and blocks[0].drop_prob == 0.3
-
     vit = tmp_path / "tiny-vit-base"
     config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=56)
     ViTModel(config).save_pretrained(vit)
-    assert trainer.main([*options, "--base-model", str(vit), "--out", str(tmp_path / "vit")]) == 2
+    options = ["--data", str(small_data), "--workers", "0", "--max-steps", "1"]
+    for base, asked, rate in ((tiny_base, [], trainer.DEFAULT_DROP_PATH), (tiny_base, ["--drop-path", "0.3"], 0.3)):
+        assert trainer.main([*options, *asked, "--base-model", str(base), "--out", str(tmp_path / "dinov2")]) == 0
+        blocks = [layer.drop_path for layer in built[-1].base_model.encoder.layer]
+        assert [type(b).__name__ for b in blocks] == ["Dinov2DropPath"] * 2 and blocks[0].drop_prob == rate
+
+    assert trainer.main([*options, "--base-model", str(vit), "--out", str(tmp_path / "vit")]) == 0  # default: none
+    assert trainer.main([*options, "--drop-path", "0.3", "--base-model", str(vit), "--out", str(tmp_path / "x")]) == 2
     assert "ViTConfig has no stochastic depth" in capsys.readouterr().err
 
 

@@ -55,6 +55,7 @@ from train.loop import (
 from train.tracking import JSONLinesTracker
 
 DEFAULT_BASE = "facebook/dinov2-small"
+DEFAULT_DROP_PATH = 0.1  # benchmarks/vit_recipe.py, third round
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -92,9 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--drop-path",
         type=float,
-        default=0.0,
-        help="stochastic depth: the chance a residual block is skipped in training (default %(default)s; "
-        "base models whose config has drop_path_rate, e.g. DINOv2)",
+        help=f"stochastic depth: the chance a residual block is skipped in training (default {DEFAULT_DROP_PATH}, "
+        "chosen on validation, where the base model's config has drop_path_rate, e.g. DINOv2; else 0)",
     )
     add(
         "--ema",
@@ -237,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     processor = make_processor(args.base_model, size)
     base_config = AutoConfig.from_pretrained(args.base_model)
-    if args.drop_path and not hasattr(base_config, "drop_path_rate"):  # its model class would refuse the keyword
+    has_drop_path = hasattr(base_config, "drop_path_rate")  # else its model class refuses the keyword
+    if args.drop_path is None:
+        args.drop_path = DEFAULT_DROP_PATH if has_drop_path else 0.0
+    elif args.drop_path and not has_drop_path:
         print(f"error: --drop-path: {type(base_config).__name__} has no stochastic depth", file=sys.stderr)
         return 2
     model = AutoModelForImageClassification.from_pretrained(
@@ -271,8 +274,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def loader(part: list, shuffle: bool, augment_seed: int | None = None):
         data, transform = scan_dataset(part, processor, augment_seed, args.augment_at, decoded, args.workers)
+        # Its own generator: each new iterator (every epoch, and a resume's) draws its workers' base seed from it,
+        # not from torch's global one, whose draws (stochastic depth) a checkpoint then restores exactly.
         batches = torch.utils.data.DataLoader(
-            data, batch_size=args.batch_size, shuffle=shuffle, num_workers=args.workers, drop_last=shuffle
+            data,
+            batch_size=args.batch_size,
+            shuffle=shuffle,
+            num_workers=args.workers,
+            drop_last=shuffle,
+            generator=torch.Generator().manual_seed(args.seed),
         )
         return batches, transform
 
