@@ -454,6 +454,10 @@ def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base
     assert trainer.main([*options, "--base-model", str(vit), "--out", str(tmp_path / "vit")]) == 0  # default: none
     assert trainer.main([*options, "--drop-path", "0.3", "--base-model", str(vit), "--out", str(tmp_path / "x")]) == 2
     assert "ViTConfig has no stochastic depth" in capsys.readouterr().err
+    for bad in (["--drop-path", "1"], ["--ema", "-0.5"]):
+        with pytest.raises(SystemExit):
+            trainer.main([*options, *bad, "--base-model", str(tiny_base), "--out", str(tmp_path / "bad")])
+        assert "must be at least 0 and below 1" in capsys.readouterr().err
 
 
 def test_an_int8_export_outside_the_tolerance_is_never_served(trained, small_data, tmp_path, monkeypatch):

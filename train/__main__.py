@@ -147,6 +147,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--data and --out are required")
     if args.data and not Path(args.data).is_dir():  # said before the base checkpoint is loaded (a download)
         parser.error(f"--data {args.data}: no such folder")
+    for name in ("drop_path", "ema"):  # a chance and a decay: outside [0, 1) training would run on and mean nothing
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 0 and below 1, not {value}")
     if args.mixed_precision == "auto":
         args.mixed_precision = "bf16" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "no"
     return args
