@@ -1,12 +1,16 @@
 """Choose the ViT's training recipe on validation data only, then report it over seeds on the test split.
 
     python benchmarks/vit_recipe.py --data DATA --base-model BASE --split-file SPLIT --out DIR
-        [--seeds 2] [--report-seeds 3] [--parallel 1] [--workers 2] [--candidates NAME ...]
+        [--seeds 2 | --folds K] [--report-seeds 3] [--parallel 1] [--workers 2] [--candidates NAME ...]
 
 Each candidate recipe (CANDIDATES: options of `python -m train` beside its defaults) is trained with
 --seeds seeds on the split's train part; its score is the mean, over seeds, of the best validation
 macro-F1 of the run (the epoch the trainer keeps). The best candidate is the recipe; ties go to the
-earlier (cheaper) one. Only then are its test figures read, for --report-seeds seeds (more runs if
+earlier (cheaper) one. With --folds K the choice is made by patient-grouped K-fold cross-validation over the
+split's train and validation scans instead (for recipes too close for one 95-scan validation part to tell apart):
+fold k's patients are the validation part of a run trained with seed k on the other folds' scans (the split's test
+part is left as it is and not read), and a candidate's score is the mean, over folds, of each run's best validation
+macro-F1; the same rule then chooses. Only then are its test figures read, for --report-seeds seeds (more runs if
 needed), and printed as mean and standard deviation with each seed's 95% CI. Runs go to DIR/<name>-
 seed<N>; a run whose folder is complete is not trained again. --parallel trains that many at once
 (on a GPU, several small runs share it well). --candidates runs some of them only (e.g. the current default and
@@ -21,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from octcore.data import discover, grouped_kfold, save_split, split_scans
 
 # Name -> options given to `python -m train` on top of its defaults (lr 1e-4, layer decay 0.75, bf16, batch 16),
 # cheapest first (ties go to the earlier). Each is spelled out in full, so that it stays the recipe it was when
@@ -41,8 +47,30 @@ CANDIDATES = {
 }
 
 
-def train(name: str, seed: int, args: argparse.Namespace) -> Path:
-    out = Path(args.out) / f"{name}-seed{seed}"
+def fold_split_files(args: argparse.Namespace) -> list[str]:
+    """One split file per fold of the split's train and validation patients (patients sharing an identical image
+    kept together): the fold's scans are the validation part, the others' the training part; test and excluded
+    scans keep their part."""
+    scans = discover(args.data)
+    split = split_scans(scans, args.split_file, progress=False)
+    pool = np.array(split.indices("train") + split.indices("val"))
+    folds = grouped_kfold([scans[i] for i in pool], args.folds, seed=0, groups=split.groups[pool])
+    paths = []
+    for k, (_, held_out) in enumerate(folds):
+        names = list(split.names)
+        for i in pool:
+            names[i] = "train"
+        for i in pool[held_out]:
+            names[i] = "val"
+        paths.append(str(Path(args.out) / f"fold{k}-of-{args.folds}.json"))
+        save_split(paths[-1], scans, names, split.groups, cross_validation_of=args.split_file, fold=k)
+    return paths
+
+
+def train(name: str, seed: int, args: argparse.Namespace, fold_file: str | None = None) -> Path:
+    """A run of candidate `name` with `seed`: on the split file's parts, or on a fold's (fold k with seed k)."""
+    run = f"{name}-fold{seed}-of-{args.folds}" if fold_file else f"{name}-seed{seed}"
+    out = Path(args.out) / run
     if (out / "metrics.json").is_file():
         return out
     command = [
@@ -54,7 +82,7 @@ def train(name: str, seed: int, args: argparse.Namespace) -> Path:
         "--base-model",
         args.base_model,
         "--split-file",
-        args.split_file,
+        fold_file or args.split_file,
         "--out",
         str(out),
         "--seed",
@@ -63,16 +91,19 @@ def train(name: str, seed: int, args: argparse.Namespace) -> Path:
         str(args.workers),
         *CANDIDATES[name],
     ]
-    log = Path(args.out) / f"{name}-seed{seed}.log"
+    log = Path(args.out) / f"{run}.log"
     with log.open("w") as handle:
         if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode:
-            raise SystemExit(f"training {name} seed {seed} failed; see {log}")
+            raise SystemExit(f"training {run} failed; see {log}")
     return out
 
 
-def run_all(jobs: list[tuple[str, int]], args: argparse.Namespace) -> dict[tuple[str, int], dict]:
+def run_all(
+    jobs: list[tuple[str, int]], args: argparse.Namespace, fold_files: list[str] | None = None
+) -> dict[tuple[str, int], dict]:
+    """Each (candidate, seed) job's metrics; with fold_files, seed k runs on fold k."""
     with ThreadPoolExecutor(args.parallel) as pool:
-        folders = list(pool.map(lambda job: train(*job, args), jobs))
+        folders = list(pool.map(lambda job: train(*job, args, fold_files[job[1]] if fold_files else None), jobs))
     return {job: json.loads((folder / "metrics.json").read_text()) for job, folder in zip(jobs, folders)}
 
 
@@ -83,6 +114,9 @@ def main() -> None:
     parser.add_argument("--split-file", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", type=int, default=2, help="seeds per candidate for the choice")
+    parser.add_argument(
+        "--folds", type=int, help="choose by patient-grouped cross-validation with this many folds (not --seeds)"
+    )
     parser.add_argument("--report-seeds", type=int, default=3, help="seeds of the chosen recipe on the test split")
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="data-loading processes per run")
@@ -91,22 +125,25 @@ def main() -> None:
     candidates = [name for name in CANDIDATES if name in args.candidates]  # the script's order: ties to the earlier
     Path(args.out).mkdir(parents=True, exist_ok=True)
 
-    # 1. Every candidate with --seeds seeds; scored on validation alone.
-    runs = run_all([(name, seed) for name in candidates for seed in range(args.seeds)], args)
+    # 1. Every candidate with --seeds seeds, or on each of --folds folds; scored on validation alone.
+    fold_files = fold_split_files(args) if args.folds else None
+    choice_seeds = range(args.folds or args.seeds)
+    choice_runs = run_all([(name, seed) for name in candidates for seed in choice_seeds], args, fold_files)
     validation = {
-        name: [max(h["val_macro_f1"] for h in runs[(name, seed)]["history"]) for seed in range(args.seeds)]
+        name: [max(h["val_macro_f1"] for h in choice_runs[(name, seed)]["history"]) for seed in choice_seeds]
         for name in candidates
     }
-    print("candidate            validation macro-F1 per seed      mean")
+    per = "fold" if args.folds else "seed"
+    print(f"candidate            validation macro-F1 per {per}      mean")
     for name, scores in validation.items():
-        print(f"{name:20s} {' '.join(f'{s:.3f}' for s in scores):32s} {np.mean(scores):.3f}")
+        print(f"{name:20s} {' '.join(f'{s:.4f}' for s in scores):32s} {np.mean(scores):.4f}")
     chosen = max(candidates, key=lambda name: (round(float(np.mean(validation[name])), 4), -candidates.index(name)))
     print(f"chosen on validation: {chosen} ({' '.join(CANDIDATES[chosen]) or 'the trainer defaults'})")
 
-    # 2. Only now the chosen recipe's test figures, over --report-seeds seeds.
-    runs.update(run_all([(chosen, seed) for seed in range(args.report_seeds)], args))
+    # 2. Only now the chosen recipe's test figures, over --report-seeds seeds, each trained on the split's own parts.
+    runs = run_all([(chosen, seed) for seed in range(args.report_seeds)], args)
     tests = [runs[(chosen, seed)] for seed in range(args.report_seeds)]
-    report = {"chosen": chosen, "options": CANDIDATES[chosen], "validation": validation, "test": {}}
+    report = {"chosen": chosen, "options": CANDIDATES[chosen], "chosen_by": per, "validation": validation, "test": {}}
     for key in ("accuracy", "macro_f1"):
         values = np.array([t[key] for t in tests])
         report["test"][key] = {
