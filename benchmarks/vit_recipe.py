@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from octcore.data import discover, grouped_kfold, save_split, split_scans
+from octcore.data import cross_validation_parts, discover, save_split, split_scans
 
 # Name -> options given to `python -m train` on top of its defaults (lr 1e-4, layer decay 0.75, bf16, batch 16),
 # cheapest first (ties go to the earlier). Each is spelled out in full, so that it stays the recipe it was when
@@ -48,20 +48,11 @@ CANDIDATES = {
 
 
 def fold_split_files(args: argparse.Namespace) -> list[str]:
-    """One split file per fold of the split's train and validation patients (patients sharing an identical image
-    kept together): the fold's scans are the validation part, the others' the training part; test and excluded
-    scans keep their part."""
+    """One split file per fold of the split's train and validation patients (octcore.data.cross_validation_parts)."""
     scans = discover(args.data)
     split = split_scans(scans, args.split_file, progress=False)
-    pool = np.array(split.indices("train") + split.indices("val"))
-    folds = grouped_kfold([scans[i] for i in pool], args.folds, seed=0, groups=split.groups[pool])
     paths = []
-    for k, (_, held_out) in enumerate(folds):
-        names = list(split.names)
-        for i in pool:
-            names[i] = "train"
-        for i in pool[held_out]:
-            names[i] = "val"
+    for k, names in enumerate(cross_validation_parts(split, scans, args.folds)):
         paths.append(str(Path(args.out) / f"fold{k}-of-{args.folds}.json"))
         save_split(paths[-1], scans, names, split.groups, cross_validation_of=args.split_file, fold=k)
     return paths

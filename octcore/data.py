@@ -363,6 +363,21 @@ def split_scans(
     )
 
 
+def cross_validation_parts(split: TrainingSplit, scans: list[Scan], n_splits: int, seed: int = 0) -> list[list[str]]:
+    """Split names per fold, for choosing between recipes on more data than one validation part: the split's train
+    and validation scans in `grouped_kfold` folds (its groups kept together), fold k's the validation part and the
+    others' the training part; test and excluded scans keep their part, so no fold trains or chooses on them."""
+    pool = np.array(split.indices("train") + split.indices("val"))
+    folds = grouped_kfold([scans[i] for i in pool], n_splits, seed=seed, groups=split.groups[pool])
+    parts = []
+    for _, held_out in folds:
+        names = ["train" if t in ("train", "val") else t for t in split.names]
+        for i in pool[held_out]:
+            names[i] = "val"
+        parts.append(names)
+    return parts
+
+
 def select(scans: list[Scan], split: list[str], name: str) -> list[Scan]:
     return [s for s, t in zip(scans, split) if t == name]
 

@@ -5,6 +5,7 @@ import pytest
 
 from octcore.data import (
     DataError,
+    cross_validation_parts,
     detect_layout,
     discover,
     fingerprint_all,
@@ -88,6 +89,23 @@ def test_grouped_kfold_never_puts_a_patient_on_both_sides(sample):
         assert {scans[i].label for i in test} == set(CLASSES)
     with pytest.raises(DataError, match="at least 200 patients"):
         grouped_kfold(scans, n_splits=200)
+
+
+def test_cross_validation_folds_rotate_the_validation_part_and_never_touch_test(sample):
+    scans = discover(sample)
+    split = split_scans(scans, seed=0, progress=False)
+    folds = cross_validation_parts(split, scans, n_splits=4)
+    assert len(folds) == 4
+    pool = set(split.indices("train") + split.indices("val"))
+    validated = [i for names in folds for i, t in enumerate(names) if t == "val"]
+    assert sorted(validated) == sorted(pool)  # each train or validation scan validates in exactly one fold
+    for names in folds:
+        assert [i for i, t in enumerate(names) if t not in ("train", "val")] == [
+            i for i in range(len(scans)) if i not in pool
+        ]
+        assert all(names[i] == split.names[i] for i in range(len(scans)) if i not in pool)
+        groups_of = {t: {split.groups[i] for i, name in enumerate(names) if name == t} for t in ("train", "val")}
+        assert groups_of["val"] and not groups_of["train"] & groups_of["val"]
 
 
 def test_identical_images_under_two_patient_ids_are_kept_together(sample):
