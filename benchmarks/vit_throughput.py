@@ -2,6 +2,7 @@
 
     python benchmarks/vit_throughput.py --data DATA --base-model BASE [--batch-size 256] [--steps 30]
         [--warmup-steps 5] [--workers 12] [--image-size HxW] [--random-vit-base] [--augment-at scan|input]
+        [--mixed-precision auto|no|fp16|bf16]
 
 Runs the trainer for --warmup-steps + --steps optimizer steps (real scans: decode, augmentation,
 processor, forward, backward, AdamW) and reads its tracker log (OUT/logs/metrics.jsonl): training
@@ -10,7 +11,8 @@ implies for one epoch of the full Kermany training set (83,484 scans). Use a dat
 than the steps need (e.g. benchmarks/synthetic_dataset.py's), so no epoch boundary falls in the
 timed steps. --random-vit-base measures a randomly initialised ViT-B/16 at 224x224 instead of BASE
 (throughput does not depend on the weights). --augment-at is the trainer's (with input, the scans are decoded
-once before the first step, which the timed steps do not include).
+once before the first step, which the timed steps do not include). --mixed-precision is the trainer's too (auto:
+bf16 where the hardware computes in it); the precision used is printed.
 """
 
 import argparse
@@ -42,6 +44,7 @@ def main() -> None:
         default=DEFAULT_AUGMENT_AT,
         help=f"the trainer's (default {DEFAULT_AUGMENT_AT})",
     )
+    parser.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="auto")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vit-throughput-"))
     base = args.base_model
@@ -70,6 +73,8 @@ def main() -> None:
         str(args.warmup_steps + args.steps),
         "--augment-at",
         args.augment_at,
+        "--mixed-precision",
+        args.mixed_precision,
     ]
     command += ["--image-size", args.image_size] if args.image_size else []
     command += ["--split-file", args.split_file] if args.split_file else []
@@ -84,10 +89,14 @@ def main() -> None:
     rate = len(timed) * args.batch_size / seconds
     import torch
 
+    from train.loop import native_mixed_precision
+
+    precision = native_mixed_precision() if args.mixed_precision == "auto" else args.mixed_precision
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(
         f"{'ViT-B/16 (random init)' if args.random_vit_base else base}, batch {args.batch_size}, "
-        f"{args.workers} loader workers, augmented at the {args.augment_at}, {device}: {rate:.1f} training images/s "
+        f"{args.workers} loader workers, augmented at the {args.augment_at}, {device}, mixed precision {precision}: "
+        f"{rate:.1f} training images/s "
         f"over {len(timed)} steps "
         f"({waiting / seconds:.0%} of the time waiting for data) -> {FULL_TRAIN / rate / 60:.1f} min per epoch "
         f"of the full training set ({FULL_TRAIN:,} scans); the model alone (steps less their wait for data): "

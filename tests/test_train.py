@@ -427,6 +427,24 @@ def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
     assert "cannot load the base checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "capabilities, auto",
+    [
+        ({"architecture": "x86_64", "avx2": True}, "no"),  # AVX2 alone: bf16 emulated, far slower than float32
+        ({"architecture": "x86_64", "avx2": True, "avx512_bw": True, "avx512_vl": True, "avx512_dq": True}, "bf16"),
+        ({"architecture": "aarch64", "neon": True, "bf16": True}, "bf16"),
+    ],
+)
+def test_auto_mixed_precision_is_bf16_only_where_the_cpu_computes_in_it(capabilities, auto, monkeypatch):
+    from train.__main__ import parse_args
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    given = ["--data", str(SAMPLE), "--out", "unused"]
+    assert parse_args(given).mixed_precision == auto
+    assert parse_args([*given, "--mixed-precision", "bf16"]).mixed_precision == "bf16"  # asked for, as asked
+
+
 def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base, tmp_path, monkeypatch, capsys):
     """Stochastic depth (DINOv2 skips residual branches in training only) is on by default where the base has it,
     as asked with --drop-path, and off by default for a base without it (ViT), which refuses an explicit one

@@ -45,6 +45,7 @@ from train.loop import (
     Progress,
     base_problem,
     latest_checkpoint,
+    native_mixed_precision,
     param_groups,
     predict,
     save_best,
@@ -110,7 +111,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--mixed-precision",
         choices=("auto", "no", "fp16", "bf16"),
         default="auto",
-        help="auto (default): bf16 autocast where the device has it (CPUs, recent GPUs), else none",
+        help="auto (default): bf16 autocast where the hardware computes in bf16 (recent GPUs; x86 CPUs with "
+        "AVX-512, Arm CPUs with BF16), else none (float32)",
     )
     add("--checkpoint-every", type=int, default=0, help="also checkpoint every N optimizer steps")
     add("--workers", type=int, default=2, help="data-loading processes (default %(default)s)")
@@ -152,7 +154,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if value is not None and not 0 <= value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 0 and below 1, not {value}")
     if args.mixed_precision == "auto":
-        args.mixed_precision = "bf16" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "no"
+        args.mixed_precision = native_mixed_precision()
     return args
 
 

@@ -28,6 +28,19 @@ def base_problem(base_model: str) -> str | None:
     return None
 
 
+def native_mixed_precision() -> str:
+    """What `--mixed-precision auto` means on this machine: bf16 autocast where the hardware computes in bf16, else
+    none. A CPU without bf16 support runs bf16 through a slow reference path: on an AVX2-only CPU a bf16 matrix
+    product took 55 times as long as in float32, and a training step over an hour instead of seconds
+    (docs/results.md). The CPU test is oneDNN's (which PyTorch runs bf16 with on CPUs): AVX-512 (BW, VL, DQ) or
+    AVX-NE-CONVERT on x86, BF16 on Arm; accelerate's own check says yes to every CPU."""
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    has = torch.cpu.get_capabilities()
+    x86 = all(has.get(f, False) for f in ("avx512_bw", "avx512_vl", "avx512_dq")) or has.get("avx_ne_convert", False)
+    return "bf16" if x86 or has.get("bf16", False) else "no"
+
+
 def param_groups(model, lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
     """Layer-wise learning-rate decay: the head gets lr, block i gets lr * decay^(blocks - i), embeddings the least."""
     blocks = model.config.num_hidden_layers
