@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA ?= examples/sample
 OUT ?= runs/demo
 STUDY ?= runs/compare
-# The ViT's base checkpoint: a Hub id or a local folder (e.g. BASE=../shared/models/dinov2-small).
+# The ViT's base checkpoint: a Hub id or a local folder (e.g. BASE=path/to/dinov2-small).
 BASE ?= facebook/dinov2-small
 # PyTorch's CPU build comes from here on a machine without an NVIDIA GPU, when the index answers.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu

@@ -1,6 +1,6 @@
 """Rebuild the bundled sample (examples/sample/) from the 950-scan Kermany sample.
 
-    python examples/make_sample.py ../shared/data/kermany-oct-sample examples/sample
+    python examples/make_sample.py path/to/kermany-oct-sample examples/sample
 
 Takes 48 scans per class, at most 3 per patient, patients drawn with a fixed seed; halves each
 scan's size (JPEG quality 75) so the whole sample stays under 5 MB. File names, and so patient

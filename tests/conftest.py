@@ -18,7 +18,7 @@ def sample() -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data/kermany-oct-sample is not present (a fresh clone outside CI)")
+        pytest.skip("the 950-scan development sample (../shared/data/kermany-oct-sample) is absent: a fresh clone")
     return SHARED_DATA
 
 

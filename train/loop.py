@@ -31,7 +31,7 @@ def base_problem(base_model: str) -> str | None:
 def native_mixed_precision() -> str:
     """What `--mixed-precision auto` means on this machine: bf16 autocast where the hardware computes in bf16, else
     none. A CPU without bf16 support runs bf16 through a slow reference path: on an AVX2-only CPU a bf16 matrix
-    product took 55 times as long as in float32, and a training step over an hour instead of seconds
+    product took 55 times as long as in float32, and a training step of 16 scans about 90 s instead of 4 s
     (docs/results.md). The CPU test is oneDNN's (which PyTorch runs bf16 with on CPUs): AVX-512 (BW, VL, DQ) or
     AVX-NE-CONVERT on x86, BF16 on Arm; accelerate's own check says yes to every CPU."""
     if torch.cuda.is_available():
