@@ -66,10 +66,18 @@ def readable_by_the_app(image: gr.Image) -> gr.Image:
     return image
 
 
+def new_upload_subfolder(prefix: str = "tmp") -> Path:
+    """A new folder inside Gradio's upload folder, where Gradio serves files from and its cache clean-up looks. Gradio
+    makes that folder only when it first saves a file, so on a fresh machine it is not there yet at start-up."""
+    root = Path(gr.utils.get_upload_folder())
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+
 @cache
 def examples() -> tuple[list[str], list[tuple[str, str]]]:
     """Scans to try (neutral names, so the name does not give the answer away) and one labelled scan per class."""
-    folder = Path(tempfile.mkdtemp(prefix="oct-examples-", dir=gr.utils.get_upload_folder()))
+    folder = new_upload_subfolder("oct-examples-")
     if (HERE / "examples").is_dir():  # a Space bundle
         tries = sorted((HERE / "examples").glob("example-*"))
         classes = [(str(p), p.stem.split("-")[1]) for p in sorted((HERE / "examples").glob("class-*"))]
@@ -189,7 +197,7 @@ def batch(
                     ),
                 ]
             )
-    out = Path(tempfile.mkdtemp(dir=gr.utils.get_upload_folder())) / "oct-predictions.csv"  # delete_cache cleans it
+    out = new_upload_subfolder() / "oct-predictions.csv"  # delete_cache cleans it
     with out.open("w", newline="") as handle:
         csv.writer(handle).writerows([header, *rows])
     counts = Counter(row[1] for row in rows)

@@ -19,7 +19,7 @@ from octcore.imaging import ScanImage, read_scan
 from octcore.labels import CLASSES
 from space import render
 from space.engine import Models, classify
-from space.ui import batch, build, model_table, predict
+from space.ui import batch, build, examples, model_table, predict
 from space.uploads import DecodedFrame
 
 SUMMARY, VIT_PANEL, CLASSICAL_PANEL = range(3)
@@ -215,6 +215,20 @@ def test_with_no_models_the_app_starts_and_says_what_is_missing(tmp_path, a_scan
     build(none)
     with pytest.raises(gr.Error, match="No model is loaded"):
         predict(str(a_scan), None, none, None)
+
+
+def test_the_app_starts_before_gradio_has_made_its_upload_folder(tmp_path, monkeypatch):
+    """On a fresh machine (a new Space) Gradio's upload folder does not exist until Gradio first saves a file; the
+    app copies its example scans there while it is built, and must make the folder rather than crash."""
+    fresh = tmp_path / "gradio-not-made-yet"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(fresh))
+    examples.cache_clear()
+    try:
+        build(Models(vit=str(tmp_path / "no-vit"), classical=str(tmp_path / "no-svm")))
+        tries, _ = examples()
+        assert len(tries) == len(CLASSES) and all(Path(t).is_file() and Path(t).is_relative_to(fresh) for t in tries)
+    finally:
+        examples.cache_clear()  # the other tests' examples live in their own upload folder
 
 
 def test_one_model_alone_says_its_answer_and_does_not_agree_with_itself(small_baseline, tmp_path, a_scan):
