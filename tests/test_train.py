@@ -305,6 +305,8 @@ def test_model_card_carries_the_measured_figures_and_follows_the_hub_rules(train
     assert results["f1"].metric_args["ci95"] == [round(v, 4) for v in metrics["ci95"]["macro_f1"]]
     assert "not a diagnosis" in card.text and "Patient leakage" in card.text and "USER/MODEL" in card.text
     assert f"test {metrics['n_images']} scans" in card.text and "![training curves](training_curves.png)" in card.text
+    precision = json.loads((trained / "training.json").read_text())["details"]["mixed_precision"]
+    assert ("in float32" in card.text) == (precision == "no")  # the precision it was trained in, in words
     assert_no_local_paths(trained, ["README.md", "training.json", "metrics.json", "config.json", "logs/metrics.jsonl"])
 
 
