@@ -28,13 +28,14 @@ import numpy as np
 
 from octcore.data import cross_validation_parts, discover, save_split, split_scans
 
-# Name -> options given to `python -m train` on top of its defaults (lr 1e-4, layer decay 0.75, bf16, batch 16),
-# cheapest first (ties go to the earlier). Each is spelled out in full, so that it stays the recipe it was when
-# the trainer's defaults move on. The 8-epoch ones and epochs-12 differ from the recipe the trainer had before
-# (8 epochs, augmented at the scan) by one setting each: 12 epochs won. augment-at-input is that with the augmentation
-# made in the resize to the model's input, which feeds a GPU with a third of the loader cores: it tied with it on
-# validation and, as the earlier, became the trainer's default (docs/results.md). drop-path-0.1 and ema-0.99 each add
-# one regulariser to that default (a third round): drop-path-0.1 came first, by 0.0001, and is the default since.
+# Name -> options given to `python -m train` on top of its defaults (lr 1e-4, layer decay 0.75, batch 16, bf16 where
+# the hardware computes in it), cheapest first (ties go to the earlier). Each is spelled out in full, so that it
+# stays the recipe it was when the trainer's defaults move on. The 8-epoch ones and epochs-12 differ from the recipe
+# the trainer had before (8 epochs, augmented at the scan) by one setting each: 12 epochs won. augment-at-input is
+# that with the augmentation made in the resize to the model's input, which feeds a GPU with a third of the loader
+# cores: it tied with it on validation and, as the earlier, became the trainer's default (docs/results.md).
+# drop-path-0.1 and ema-0.99 each add one regulariser to that default (a third round): drop-path-0.1 came first, by
+# 0.0001, and is the default since.
 CANDIDATES = {
     "defaults": ["--epochs", "8", "--augment-at", "scan"],
     "layer-decay-0.65": ["--epochs", "8", "--augment-at", "scan", "--layer-decay", "0.65"],

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from octcore.plots import read_training_log
 from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT
+from train.loop import MIXED_PRECISION, native_mixed_precision
 
 FULL_TRAIN = 83_484
 
@@ -44,7 +45,7 @@ def main() -> None:
         default=DEFAULT_AUGMENT_AT,
         help=f"the trainer's (default {DEFAULT_AUGMENT_AT})",
     )
-    parser.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="auto")
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="auto")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vit-throughput-"))
     base = args.base_model
@@ -88,8 +89,6 @@ def main() -> None:
     waiting = sum(r["train/data_wait_s"] for r in timed)
     rate = len(timed) * args.batch_size / seconds
     import torch
-
-    from train.loop import native_mixed_precision
 
     precision = native_mixed_precision() if args.mixed_precision == "auto" else args.mixed_precision
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"

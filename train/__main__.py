@@ -42,6 +42,7 @@ from octcore.plots import read_training_log, save_training_curves
 from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT, ModelInputs, input_size, make_processor, scan_dataset
 from train.export_onnx import export_and_check
 from train.loop import (
+    MIXED_PRECISION,
     Progress,
     base_problem,
     latest_checkpoint,
@@ -109,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--weight-decay", type=float, default=0.05, help="AdamW's (default %(default)s)")
     add(
         "--mixed-precision",
-        choices=("auto", "no", "fp16", "bf16"),
+        choices=MIXED_PRECISION,
         default="auto",
         help="auto (default): bf16 autocast where the hardware computes in bf16 (recent GPUs; x86 CPUs with "
         "AVX-512, Arm CPUs with BF16), else none (float32)",

@@ -28,6 +28,9 @@ def base_problem(base_model: str) -> str | None:
     return None
 
 
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")  # --mixed-precision: auto, then what Accelerate takes
+
+
 def native_mixed_precision() -> str:
     """What `--mixed-precision auto` means on this machine: bf16 autocast where the hardware computes in bf16, else
     none. A CPU without bf16 support runs bf16 through a slow reference path: on an AVX2-only CPU a bf16 matrix
