@@ -159,11 +159,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def training_record(args: argparse.Namespace, scans, split: list[str], size: tuple[int, int], processes: int) -> dict:
+def training_record(
+    args: argparse.Namespace, base_config, scans, split: list[str], size: tuple[int, int], processes: int
+) -> dict:
     """training.json: what the card says about how this model was made (no local path in it)."""
     base_id = args.base_model_id or (args.base_model if is_repo_id(args.base_model) else None)
     if not base_id:  # a local copy may still say which Hub checkpoint it was saved from
-        name = getattr(AutoConfig.from_pretrained(args.base_model), "_name_or_path", "")
+        name = getattr(base_config, "_name_or_path", "")
         base_id = name if is_repo_id(name) else None
     return {
         "kind": "vit",
@@ -239,11 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.print(f"split: {split.source}")
 
     # 2. The base model with a 4-class head, and the one image processor saved with it.
-    size = (
-        tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else input_size(args.base_model)
-    )
+    base_config = AutoConfig.from_pretrained(args.base_model)  # read once: the input size, drop path, the record
+    size = tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else input_size(base_config)
     processor = make_processor(args.base_model, size)
-    base_config = AutoConfig.from_pretrained(args.base_model)
     has_drop_path = hasattr(base_config, "drop_path_rate")  # else its model class refuses the keyword
     if args.drop_path is None:
         args.drop_path = DEFAULT_DROP_PATH if has_drop_path else 0.0
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         patients = np.array([s.patient_id for s in test_scans])
         metrics = evaluate(test_labels, test.proba, patients, seed=args.seed)
         metrics.update(test_summary(calibration, test_logits, test_labels, test.flagged), history=progress.history)
-        record = training_record(args, scans, split.names, size, accelerator.num_processes)
+        record = training_record(args, base_config, scans, split.names, size, accelerator.num_processes)
         files = {"split.json": split.text, TRAINING_FILE: json.dumps(record, indent=2)}
 
         def calibration_curves_and_card(staging: Path) -> None:

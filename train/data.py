@@ -17,7 +17,7 @@ import numpy as np
 import PIL
 import torch
 from PIL import Image
-from transformers import AutoConfig, AutoImageProcessor, BitImageProcessorPil
+from transformers import AutoImageProcessor, BitImageProcessorPil
 
 import octcore.imaging
 from models.vit import presized, processor_images, processor_table
@@ -28,10 +28,9 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DINOV2_SIZE = (126, 252)  # (height, width): 9 x 18 patches of 14 px; as accurate as 168 x 336 here and 1.7x faster
 
 
-def input_size(base_model: str) -> tuple[int, int]:
-    """DINOv2 interpolates its position embeddings, so it gets the scans' wide aspect; ViT/DeiT keep their
-    square size."""
-    config = AutoConfig.from_pretrained(base_model)
+def input_size(config) -> tuple[int, int]:
+    """The input size for a base model's config: DINOv2 interpolates its position embeddings, so it gets the scans'
+    wide aspect; ViT/DeiT keep their square size."""
     if config.model_type == "dinov2":
         return DINOV2_SIZE
     side = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
