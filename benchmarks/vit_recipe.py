@@ -120,7 +120,8 @@ def main() -> None:
     # 1. Every candidate with --seeds seeds, or on each of --folds folds; scored on validation alone.
     fold_files = fold_split_files(args) if args.folds else None
     choice_seeds = range(args.folds or args.seeds)
-    choice_runs = run_all([(name, seed) for name in candidates for seed in choice_seeds], args, fold_files)
+    # Fold by fold (seed by seed), so that a round stopped part-way has whole folds to compare the candidates on.
+    choice_runs = run_all([(name, seed) for seed in choice_seeds for name in candidates], args, fold_files)
     validation = {
         name: [max(h["val_macro_f1"] for h in choice_runs[(name, seed)]["history"]) for seed in choice_seeds]
         for name in candidates
