@@ -9,9 +9,10 @@ macro-F1 of the run (the epoch the trainer keeps). The best candidate is the rec
 earlier (cheaper) one. With --folds K the choice is made by patient-grouped K-fold cross-validation over the
 split's train and validation scans instead (for recipes too close for one 95-scan validation part to tell apart):
 fold k's patients are the validation part of a run trained with seed k on the other folds' scans (the split's test
-part is left as it is and not read), and a candidate's score is the mean, over folds, of each run's best validation
-macro-F1; the same rule then chooses. Only then are its test figures read, for --report-seeds seeds (more runs if
-needed), and printed as mean and standard deviation with each seed's 95% CI. Runs go to DIR/<name>-
+part stays the test part: the trainer reports on it at the end of every run, as it always does, and neither the
+rule nor this script reads those figures), and a candidate's score is the mean, over folds, of each run's best
+validation macro-F1; the same rule then chooses. Only then are its test figures read, for --report-seeds seeds
+(more runs if needed), and printed as mean and standard deviation with each seed's 95% CI. Runs go to DIR/<name>-
 seed<N>; a run whose folder is complete is not trained again. --parallel trains that many at once
 (on a GPU, several small runs share it well). --candidates runs some of them only (e.g. the current default and
 a new candidate, when the others' scores are already on record); the choice is then among those.
@@ -28,23 +29,40 @@ import numpy as np
 
 from octcore.data import cross_validation_parts, discover, save_split, split_scans
 
-# Name -> options given to `python -m train` on top of its defaults (lr 1e-4, layer decay 0.75, batch 16, bf16 where
-# the hardware computes in it), cheapest first (ties go to the earlier). Each is spelled out in full, so that it
-# stays the recipe it was when the trainer's defaults move on. The 8-epoch ones and epochs-12 differ from the recipe
-# the trainer had before (8 epochs, augmented at the scan) by one setting each: 12 epochs won. augment-at-input is
-# that with the augmentation made in the resize to the model's input, which feeds a GPU with a third of the loader
-# cores: it tied with it on validation and, as the earlier, became the trainer's default (docs/results.md).
-# drop-path-0.1 and ema-0.99 each add one regulariser to that default (a third round): drop-path-0.1 came first, by
-# 0.0001, and is the default since.
+# The trainer's defaults when the first round ran, each spelled out: a candidate is these with its changes below, so
+# that every candidate names every setting any candidate varies and stays the recipe it was when the trainer's
+# defaults move on. (A default left unnamed is how the fourth round's first fold trained augment-at-input with the
+# drop path the third round had since made the default: the same recipe as drop-path-0.1. The test that every
+# candidate names the same options fails on that.) The trainer's other settings (batch 16, warm-up, weight decay)
+# are as they were then; mixed precision follows the hardware (float32 where it has no bf16 arithmetic).
+FIRST_ROUND = {
+    "--epochs": "8",
+    "--augment-at": "scan",
+    "--lr": "1e-4",
+    "--layer-decay": "0.75",
+    "--drop-path": "0",
+    "--ema": "0",
+}
+# Name -> changes to FIRST_ROUND, cheapest first (ties go to the earlier). The 8-epoch ones and epochs-12 differ from
+# the first round's recipe by one setting each: 12 epochs won. augment-at-input is that with the augmentation made in
+# the resize to the model's input, which feeds a GPU with a third of the loader cores: it tied with it on validation
+# and, as the earlier, became the trainer's default (docs/results.md). drop-path-0.1 and ema-0.99 each add one
+# regulariser to that default (a third round): drop-path-0.1 came first, by 0.0001, and is the default since.
+CHANGES: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "layer-decay-0.65": {"--layer-decay": "0.65"},
+    "layer-decay-0.85": {"--layer-decay": "0.85"},
+    "lr-2e-4": {"--lr": "2e-4"},
+    "augment-at-input": {"--epochs": "12", "--augment-at": "input"},
+    "epochs-12": {"--epochs": "12"},
+    "drop-path-0.1": {"--epochs": "12", "--augment-at": "input", "--drop-path": "0.1"},
+    "ema-0.99": {"--epochs": "12", "--augment-at": "input", "--ema": "0.99"},
+}
+DEFAULT = "drop-path-0.1"  # the candidate that is the trainer's defaults (tests/test_train.py checks they match)
+# Name -> options given to `python -m train`.
 CANDIDATES = {
-    "defaults": ["--epochs", "8", "--augment-at", "scan"],
-    "layer-decay-0.65": ["--epochs", "8", "--augment-at", "scan", "--layer-decay", "0.65"],
-    "layer-decay-0.85": ["--epochs", "8", "--augment-at", "scan", "--layer-decay", "0.85"],
-    "lr-2e-4": ["--epochs", "8", "--augment-at", "scan", "--lr", "2e-4"],
-    "augment-at-input": ["--epochs", "12", "--augment-at", "input"],
-    "epochs-12": ["--epochs", "12", "--augment-at", "scan"],
-    "drop-path-0.1": ["--epochs", "12", "--augment-at", "input", "--drop-path", "0.1"],
-    "ema-0.99": ["--epochs", "12", "--augment-at", "input", "--ema", "0.99"],
+    name: [word for option in {**FIRST_ROUND, **changes}.items() for word in option]
+    for name, changes in CHANGES.items()
 }
 
 

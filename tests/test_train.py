@@ -447,6 +447,33 @@ def test_auto_mixed_precision_is_bf16_only_where_the_cpu_computes_in_it(capabili
     assert parse_args([*given, "--mixed-precision", "bf16"]).mixed_precision == "bf16"  # asked for, as asked
 
 
+def test_recipe_candidates_are_distinct_recipes_and_one_is_the_trainer_default():
+    """Each candidate of benchmarks/vit_recipe.py names every setting any candidate varies, so no two train the same
+    recipe when the trainer's defaults move on (augment-at-input once inherited the drop path drop-path-0.1 adds);
+    and the candidate the docs report as the trainer's default is what `python -m train` runs with no options."""
+    import importlib.util
+
+    import train.__main__ as trainer
+
+    spec = importlib.util.spec_from_file_location("vit_recipe", ROOT / "benchmarks" / "vit_recipe.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    named = {name: set(options[::2]) for name, options in recipe.CANDIDATES.items()}
+    assert all(options == named[recipe.DEFAULT] for options in named.values()), named
+    varied = [option.lstrip("-").replace("-", "_") for option in sorted(named[recipe.DEFAULT])]
+    given = ["--data", str(SAMPLE), "--out", "unused"]
+
+    def settings(options: list[str]) -> tuple:
+        args = trainer.parse_args([*given, *options])
+        if args.drop_path is None:  # as main resolves it for a base with stochastic depth (DINOv2)
+            args.drop_path = trainer.DEFAULT_DROP_PATH
+        return tuple(getattr(args, name) for name in varied)
+
+    recipes = {name: settings(options) for name, options in recipe.CANDIDATES.items()}
+    assert len(set(recipes.values())) == len(recipes), recipes
+    assert settings([]) == recipes[recipe.DEFAULT]
+
+
 def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base, tmp_path, monkeypatch, capsys):
     """Stochastic depth (DINOv2 skips residual branches in training only) is on by default where the base has it,
     as asked with --drop-path, and off by default for a base without it (ViT), which refuses an explicit one
