@@ -453,6 +453,8 @@ def test_recipe_candidates_are_distinct_recipes_and_one_is_the_trainer_default()
     and the candidate the docs report as the trainer's default is what `python -m train` runs with no options."""
     import importlib.util
 
+    from transformers import Dinov2Config
+
     import train.__main__ as trainer
 
     spec = importlib.util.spec_from_file_location("vit_recipe", ROOT / "benchmarks" / "vit_recipe.py")
@@ -465,8 +467,8 @@ def test_recipe_candidates_are_distinct_recipes_and_one_is_the_trainer_default()
 
     def settings(options: list[str]) -> tuple:
         args = trainer.parse_args([*given, *options])
-        if args.drop_path is None:  # as main resolves it for a base with stochastic depth (DINOv2)
-            args.drop_path = trainer.DEFAULT_DROP_PATH
+        if args.drop_path is None:  # as main resolves it for the DINOv2 base
+            args.drop_path = trainer.default_drop_path(Dinov2Config())
         return tuple(getattr(args, name) for name in varied)
 
     recipes = {name: settings(options) for name, options in recipe.CANDIDATES.items()}

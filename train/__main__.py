@@ -60,6 +60,11 @@ DEFAULT_BASE = "facebook/dinov2-small"
 DEFAULT_DROP_PATH = 0.1  # benchmarks/vit_recipe.py, third round
 
 
+def default_drop_path(base_config) -> float:
+    """The stochastic depth used when none is asked for: DEFAULT_DROP_PATH where the base has it, else none."""
+    return DEFAULT_DROP_PATH if hasattr(base_config, "drop_path_rate") else 0.0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -246,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     processor = make_processor(args.base_model, size)
     has_drop_path = hasattr(base_config, "drop_path_rate")  # else its model class refuses the keyword
     if args.drop_path is None:
-        args.drop_path = DEFAULT_DROP_PATH if has_drop_path else 0.0
+        args.drop_path = default_drop_path(base_config)
     elif args.drop_path and not has_drop_path:
         print(f"error: --drop-path: {type(base_config).__name__} has no stochastic depth", file=sys.stderr)
         return 2
