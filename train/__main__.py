@@ -60,9 +60,14 @@ DEFAULT_BASE = "facebook/dinov2-small"
 DEFAULT_DROP_PATH = 0.1  # benchmarks/vit_recipe.py, third round
 
 
+def has_stochastic_depth(base_config) -> bool:
+    """Whether the base model's class takes drop_path_rate (DINOv2 does); the others refuse the keyword."""
+    return hasattr(base_config, "drop_path_rate")
+
+
 def default_drop_path(base_config) -> float:
     """The stochastic depth used when none is asked for: DEFAULT_DROP_PATH where the base has it, else none."""
-    return DEFAULT_DROP_PATH if hasattr(base_config, "drop_path_rate") else 0.0
+    return DEFAULT_DROP_PATH if has_stochastic_depth(base_config) else 0.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -249,10 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     base_config = AutoConfig.from_pretrained(args.base_model)  # read once: the input size, drop path, the record
     size = tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else input_size(base_config)
     processor = make_processor(args.base_model, size)
-    has_drop_path = hasattr(base_config, "drop_path_rate")  # else its model class refuses the keyword
     if args.drop_path is None:
         args.drop_path = default_drop_path(base_config)
-    elif args.drop_path and not has_drop_path:
+    elif args.drop_path and not has_stochastic_depth(base_config):
         print(f"error: --drop-path: {type(base_config).__name__} has no stochastic depth", file=sys.stderr)
         return 2
     model = AutoModelForImageClassification.from_pretrained(
