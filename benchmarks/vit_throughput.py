@@ -1,18 +1,19 @@
 """ViT training throughput of the real trainer: `python -m train --max-steps`, timed by its own log.
 
     python benchmarks/vit_throughput.py --data DATA --base-model BASE [--batch-size 256] [--steps 30]
-        [--warmup-steps 5] [--workers 12] [--image-size HxW] [--random-vit-base] [--augment-at scan|input]
-        [--mixed-precision auto|no|fp16|bf16]
+        [--warmup-steps 5] [--workers 12] [--image-size HxW] [--random-init | --random-vit-base]
+        [--augment-at scan|input] [--mixed-precision auto|no|fp16|bf16]
 
 Runs the trainer for --warmup-steps + --steps optimizer steps (real scans: decode, augmentation,
 processor, forward, backward, AdamW) and reads its tracker log (OUT/logs/metrics.jsonl): training
 images per second over the timed steps, counting the time spent waiting for data, and what that
 implies for one epoch of the full Kermany training set (83,484 scans). Use a dataset with more scans
 than the steps need (e.g. benchmarks/synthetic_dataset.py's), so no epoch boundary falls in the
-timed steps. --random-vit-base measures a randomly initialised ViT-B/16 at 224x224 instead of BASE
-(throughput does not depend on the weights). --augment-at is the trainer's (with input, the scans are decoded
-once before the first step, which the timed steps do not include). --mixed-precision is the trainer's too (auto:
-bf16 where the hardware computes in it); the precision used is printed.
+timed steps. Throughput does not depend on the weights: --random-init measures BASE's architecture with random
+weights (BASE then needs only its config and processor files, so a GPU machine need not be sent the checkpoint),
+and --random-vit-base a randomly initialised ViT-B/16 at 224x224 instead of BASE. --augment-at is the trainer's
+(with input, the scans are decoded once before the first step, which the timed steps do not include).
+--mixed-precision is the trainer's too (auto: bf16 where the hardware computes in it); the precision used is printed.
 """
 
 import argparse
@@ -38,7 +39,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-size", help="HxW (default: the trainer's for the base model)")
     parser.add_argument("--split-file", help="skip the trainer's own split (which decodes every scan once)")
-    parser.add_argument("--random-vit-base", action="store_true", help="a randomly initialised ViT-B/16 at 224x224")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--random-init", action="store_true", help="BASE's architecture with random weights")
+    weights.add_argument("--random-vit-base", action="store_true", help="a randomly initialised ViT-B/16 at 224x224")
     parser.add_argument(
         "--augment-at",
         choices=AUGMENT_AT,
@@ -47,6 +50,8 @@ def main() -> None:
     )
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="auto")
     args = parser.parse_args()
+    if not (args.base_model or args.random_vit_base):
+        parser.error("--base-model is required (unless --random-vit-base)")
     work = Path(tempfile.mkdtemp(prefix="vit-throughput-"))
     base = args.base_model
     if args.random_vit_base:
@@ -54,6 +59,12 @@ def main() -> None:
 
         base = str(work / "vit-base")
         ViTModel(ViTConfig(), add_pooling_layer=False).save_pretrained(base)
+    elif args.random_init:
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+        base = str(work / "random-init")
+        AutoModel.from_config(AutoConfig.from_pretrained(args.base_model)).save_pretrained(base)
+        AutoImageProcessor.from_pretrained(args.base_model).save_pretrained(base)
     command = [
         sys.executable,
         "-m",
@@ -93,7 +104,8 @@ def main() -> None:
     precision = native_mixed_precision() if args.mixed_precision == "auto" else args.mixed_precision
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(
-        f"{'ViT-B/16 (random init)' if args.random_vit_base else base}, batch {args.batch_size}, "
+        f"{'ViT-B/16 (random init)' if args.random_vit_base else args.base_model}"
+        f"{' (random init)' if args.random_init else ''}, batch {args.batch_size}, "
         f"{args.workers} loader workers, augmented at the {args.augment_at}, {device}, mixed precision {precision}: "
         f"{rate:.1f} training images/s "
         f"over {len(timed)} steps "
