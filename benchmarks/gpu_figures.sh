@@ -23,11 +23,11 @@ step "machine: $(nproc) cores; $gpu"
 step "synthetic trees in $WORK"
 python3 benchmarks/synthetic_dataset.py --source "$SOURCE" --out "$WORK/big" --train "${TRAIN_SCANS:-30000}" \
   --val 32 --test 32 | tail -1
-python3 benchmarks/synthetic_dataset.py --source "$SOURCE" --out "$WORK/small" --train "${SMALL_SCANS:-3000}" --val 32 --test 32 | tail -1
+python3 benchmarks/synthetic_dataset.py --source "$SOURCE" --out "$WORK/small" --train "${SMALL_SCANS:-3000}" \
+  --val 32 --test 32 | tail -1
 # The loader runs load a model (the trainer's first steps), so they get BASE's architecture with random weights too.
-python3 -c "import sys; from transformers import AutoConfig, AutoModel, AutoImageProcessor
-AutoModel.from_config(AutoConfig.from_pretrained(sys.argv[1])).save_pretrained(sys.argv[2])
-AutoImageProcessor.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])" "$BASE" "$WORK/random-base"
+python3 -c "import sys; from benchmarks.vit_throughput import random_init; random_init(*sys.argv[1:])" \
+  "$BASE" "$WORK/random-base"
 
 throughput() {
   step "training throughput: $*"

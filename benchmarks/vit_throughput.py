@@ -29,6 +29,16 @@ from train.loop import MIXED_PRECISION, native_mixed_precision
 FULL_TRAIN = 83_484
 
 
+def random_init(base: str, folder: str | Path) -> str:
+    """Save BASE's architecture with random weights, and its processor, in folder (for --random-init, and the loader
+    runs of benchmarks/gpu_figures.sh): only BASE's config and processor files are read."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+    AutoModel.from_config(AutoConfig.from_pretrained(base)).save_pretrained(folder)
+    AutoImageProcessor.from_pretrained(base).save_pretrained(folder)
+    return str(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
@@ -60,11 +70,7 @@ def main() -> None:
         base = str(work / "vit-base")
         ViTModel(ViTConfig(), add_pooling_layer=False).save_pretrained(base)
     elif args.random_init:
-        from transformers import AutoConfig, AutoImageProcessor, AutoModel
-
-        base = str(work / "random-init")
-        AutoModel.from_config(AutoConfig.from_pretrained(args.base_model)).save_pretrained(base)
-        AutoImageProcessor.from_pretrained(args.base_model).save_pretrained(base)
+        base = random_init(args.base_model, work / "random-init")
     command = [
         sys.executable,
         "-m",
