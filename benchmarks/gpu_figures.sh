@@ -36,9 +36,12 @@ throughput() {
 }
 loader() { # TREE WORKERS AUGMENT_AT: one epoch of the tree's training scans, no model
   step "data loading: $1 tree, $2 workers, augmented at the $3"
-  python3 -m train --data "$WORK/$1" --split-file "$WORK/$1-split.json" --base-model "$WORK/random-base" \
-    --out "$WORK/loading-$1-$2-$3" --workers "$2" --batch-size 64 --data-loading-only --augment-at "$3" 2>/dev/null |
-    tail -1
+  local run="$WORK/loading-$1-$2-$3"  # its stderr (the load report, warnings) is shown only if the run fails
+  if ! python3 -m train --data "$WORK/$1" --split-file "$WORK/$1-split.json" --base-model "$WORK/random-base" \
+    --out "$run" --workers "$2" --batch-size 64 --data-loading-only --augment-at "$3" 2>"$run.log" | tail -1; then
+    cat "$run.log" >&2
+    return 1
+  fi
 }
 
 throughput --base-model "$BASE" --random-init --augment-at input
