@@ -12,6 +12,7 @@ usual size, when the source is the repository's downsized sample). It is for tim
 
 import argparse
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -40,7 +41,11 @@ def write_one(job: tuple[int, str, str, Path], out: Path, size: tuple[int, int] 
     index, split, label, source = job
     patient = FIRST_PATIENT + index // SCANS_PER_PATIENT
     target = out / split / label / f"{label}-{patient}-{index % SCANS_PER_PATIENT + 1}.jpeg"
-    perturbed(source, index, size).save(target, quality=90)
+    try:
+        image = perturbed(source, index, size)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:  # a damaged file, a non-image, a bomb
+        raise ValueError(f"cannot read the source scan {source}: {e}") from None
+    image.save(target, quality=90)
 
 
 def main() -> None:
@@ -53,9 +58,14 @@ def main() -> None:
     parser.add_argument("--size", help="WxH: resize every scan to this first (e.g. 1024x496)")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    from octcore.data import discover, save_split  # the repository on the path (benchmarks run from its root)
+    from octcore.data import DataError, discover, save_split  # the repository on the path (run from its root)
 
-    sources = discover(args.source)
+    if Path(args.out).exists():
+        parser.error(f"--out {args.out} exists; give a new folder")
+    try:
+        sources = discover(args.source)
+    except DataError as e:
+        parser.error(f"--source: {e}")
     sources = [sources[i] for i in np.random.default_rng(0).permutation(len(sources))]  # classes mixed in every split
     size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
     out = Path(args.out)
@@ -71,8 +81,11 @@ def main() -> None:
         index += count
     with ProcessPoolExecutor(args.workers) as pool:
         work = pool.map(partial(write_one, out=out, size=size), jobs, chunksize=64)
-        for _ in tqdm(work, total=len(jobs), desc="writing scans", unit="scan"):
-            pass
+        try:
+            for _ in tqdm(work, total=len(jobs), desc="writing scans", unit="scan"):
+                pass
+        except ValueError as e:
+            sys.exit(f"error: {e} (python -m octcore.audit lists every unreadable file of a folder)")
     # Its split is known by construction (every patient inside one official folder): written here, so the
     # benchmarks need not decode 84k scans to find it.
     scans = discover(out)

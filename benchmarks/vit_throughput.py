@@ -24,7 +24,7 @@ from pathlib import Path
 
 from octcore.plots import read_training_log
 from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT
-from train.loop import MIXED_PRECISION, native_mixed_precision
+from train.loop import MIXED_PRECISION, base_problem, native_mixed_precision
 
 FULL_TRAIN = 83_484
 
@@ -70,6 +70,9 @@ def main() -> None:
         base = str(work / "vit-base")
         ViTModel(ViTConfig(), add_pooling_layer=False).save_pretrained(base)
     elif args.random_init:
+        problem = base_problem(args.base_model)  # the trainer's own check, made here before it would run
+        if problem:
+            parser.error(f"--base-model {args.base_model!r} cannot be loaded ({problem})")
         base = random_init(args.base_model, work / "random-init")
     command = [
         sys.executable,
