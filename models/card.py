@@ -13,6 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from models import model_kind
 from models.scope import CALIBRATION_FILE
+from models.vit import ONNX_CHECK, ONNX_DIR, ONNX_INT8
 from octcore.hub import is_repo_id
 from octcore.labels import CLASSES
 
@@ -105,6 +106,19 @@ def _trust(calibration: dict, metrics: dict, n_val: int) -> dict:
     return values
 
 
+def _int8(folder: Path) -> dict | None:
+    """How closely the int8 export follows these weights on the test scans, where it passed its check and is there."""
+    check = _read(folder / ONNX_DIR, ONNX_CHECK)
+    agreement = check.get("agreement")
+    if not (check.get("passed") and agreement and (folder / ONNX_DIR / ONNX_INT8).is_file()):
+        return None
+    return {
+        "n": agreement["n_scans"],
+        "top1": f"{agreement['top1_agreement']:.1%}",
+        "mean_diff": f"{agreement['mean_abs_prob_diff']:.3f}",
+    }
+
+
 def _read(folder: Path, name: str) -> dict:
     path = folder / name
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -120,7 +134,8 @@ def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
     )
     kind = model_kind(config)
     dataset, base = training["dataset"], training.get("base_model", {})
-    model_name = training.get("model_name", folder.name)
+    # The Hub shows model-index results under this name: the repo's once it has one, else the run folder's.
+    model_name = repo_id.split("/")[-1] if repo_id else training.get("model_name", folder.name)
     data = ModelCardData(
         model_name=model_name,
         license="apache-2.0",
@@ -166,6 +181,7 @@ def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
             for c in CLASSES
         ],
         "curves": (folder / "training_curves.png").is_file(),
+        "int8": _int8(folder),
         **_trust(_read(folder, CALIBRATION_FILE), metrics, counts.get("val", 0)),
         **training.get("details", {}),  # what the trainer of this kind says about itself
     }

@@ -304,6 +304,7 @@ def test_model_card_carries_the_measured_figures_and_follows_the_hub_rules(train
     assert results["f1"].metric_args["average"] == "macro"
     assert results["f1"].metric_args["ci95"] == [round(v, 4) for v in metrics["ci95"]["macro_f1"]]
     assert "not a diagnosis" in card.text and "Patient leakage" in card.text and "USER/MODEL" in card.text
+    assert "without the temperature" in card.text and "same top class" not in card.text  # no int8 file yet
     assert f"test {metrics['n_images']} scans" in card.text and "![training curves](training_curves.png)" in card.text
     precision = json.loads((trained / "training.json").read_text())["details"]["mixed_precision"]
     assert ("in float32" in card.text) == (precision == "no")  # the precision it was trained in, in words
@@ -331,8 +332,10 @@ def test_a_name_with_yaml_syntax_still_makes_a_valid_card(trained, tmp_path):
     shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("checkpoints", "onnx"))
     record = json.loads((folder / "training.json").read_text())
     (folder / "training.json").write_text(json.dumps({**record, "model_name": "vit: test #1"}))
-    text = str(render_card(folder, "someone/vit-test"))
+    text = str(render_card(folder))  # the card written beside the run: named after the run
     assert card_problems(text) == [] and ModelCard(text).data.model_name == "vit: test #1"
+    text = str(render_card(folder, "someone/vit-test"))  # the card pushed: named after its repo
+    assert card_problems(text) == [] and ModelCard(text).data.model_name == "vit-test"
 
 
 def test_int8_onnx_export_agrees_with_pytorch(trained, small_data, tmp_path):
@@ -476,6 +479,29 @@ def test_recipe_candidates_are_distinct_recipes_and_one_is_the_trainer_default()
     assert settings([]) == recipes[recipe.DEFAULT]
 
 
+def test_a_base_that_names_no_hub_id_is_said_before_training(small_data, tiny_base, tmp_path, capsys, monkeypatch):
+    """A local base whose config names no Hub id makes a card with no base_model: the trainer says so before it
+    trains, and how to name one. A local folder whose path has the shape of a Hub id is never taken for one."""
+    import argparse
+
+    from transformers import AutoConfig
+
+    import train.__main__ as trainer
+
+    options = ["--data", str(small_data), "--workers", "0", "--max-steps", "1", "--out", str(tmp_path / "run")]
+    assert trainer.main([*options, "--base-model", str(tiny_base)]) == 0
+    assert "pass it with --base-model-id" in capsys.readouterr().out
+    assert trainer.main([*options, "--base-model", str(tiny_base), "--base-model-id", "facebook/dinov2-small"]) == 0
+    assert "--base-model-id" not in capsys.readouterr().out
+
+    config = AutoConfig.from_pretrained(tiny_base)
+    monkeypatch.chdir(tiny_base.parent.parent)
+    shaped = f"{tiny_base.parent.name}/{tiny_base.name}"  # owner/name, and a folder here
+    assert trainer.base_model_id(argparse.Namespace(base_model=shaped, base_model_id=None), config) is None
+    hub = argparse.Namespace(base_model="facebook/dinov2-small", base_model_id=None)
+    assert trainer.base_model_id(hub, config) == "facebook/dinov2-small"
+
+
 def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base, tmp_path, monkeypatch, capsys):
     """Stochastic depth (DINOv2 skips residual branches in training only) is on by default where the base has it,
     as asked with --drop-path, and off by default for a base without it (ViT), which refuses an explicit one
@@ -530,7 +556,13 @@ def test_push_uploads_what_from_pretrained_and_the_space_need(trained, small_dat
     assert upload["commit_message"] and fake_hub.uploaded["someone/oct-vit"] == files
     needed = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "onnx/model_int8.onnx"}
     assert needed <= set(files) and not any(f.startswith("checkpoints/") or f == "onnx/model.onnx" for f in files)
-    assert 'pipeline("image-classification", model="someone/oct-vit")' in (folder / "README.md").read_text()
+    card = ModelCard.load(folder / "README.md")
+    assert 'pipeline("image-classification", model="someone/oct-vit")' in card.text
+    assert card.data.model_name == "oct-vit" and card.data.eval_results[0].dataset_split == "test"
+    # It says how far the int8 file it ships is from the weights its figures are of, as the export measured it.
+    agreement = json.loads((folder / "onnx" / "check.json").read_text())["agreement"]
+    said = f"on the {agreement['n_scans']} test scans it gives the same top class as these weights for "
+    assert said + f"{agreement['top1_agreement']:.1%}" in " ".join(card.text.split())
     assert_no_local_paths(folder, files)
 
 

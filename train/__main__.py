@@ -169,14 +169,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def base_model_id(args: argparse.Namespace, base_config) -> str | None:
+    """The Hub id the card names as the base: --base-model-id, else --base-model where it is a Hub id and not a
+    local folder (`models/dinov2-small` has the shape of one), else the id a local copy says it was saved from."""
+    if args.base_model_id:
+        return args.base_model_id
+    if is_repo_id(args.base_model) and not Path(args.base_model).exists():
+        return args.base_model
+    name = getattr(base_config, "_name_or_path", "")
+    return name if is_repo_id(name) else None
+
+
 def training_record(
     args: argparse.Namespace, base_config, scans, split: list[str], size: tuple[int, int], processes: int
 ) -> dict:
     """training.json: what the card says about how this model was made (no local path in it)."""
-    base_id = args.base_model_id or (args.base_model if is_repo_id(args.base_model) else None)
-    if not base_id:  # a local copy may still say which Hub checkpoint it was saved from
-        name = getattr(base_config, "_name_or_path", "")
-        base_id = name if is_repo_id(name) else None
+    base_id = base_model_id(args, base_config)
     return {
         "kind": "vit",
         "model_name": Path(args.out).name,
@@ -252,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. The base model with a 4-class head, and the one image processor saved with it.
     base_config = AutoConfig.from_pretrained(args.base_model)  # read once: the input size, drop path, the record
+    if not base_model_id(args, base_config):
+        accelerator.print(
+            "note: the base names no Hub id, so the model card will say 'a local pretrained checkpoint' and the "
+            "Hub will link no base model; if it is a copy of one, pass it with --base-model-id (e.g. "
+            "facebook/dinov2-small)"
+        )
     size = tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else input_size(base_config)
     processor = make_processor(args.base_model, size)
     if args.drop_path is None:
