@@ -315,10 +315,20 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
             )
             if tries:
                 with examples_column:  # thumbnails under the inputs: a click puts the scan in the image input
-                    scans = gr.Examples([[p] for p in tries], inputs=[image], label="Example scans: click one")
-                # then answers for it (.input does not fire for a value set by the page), as Gradio's own
-                # Examples(run_on_click=True) does, but with the classical model chosen
-                answered(scans.load_input_event.then(answer_from("image"), api_visibility="private", **for_image))
+                    scans = gr.Dataset(
+                        components=[image],
+                        samples=[[p] for p in tries],
+                        type="index",  # the client sends which example, never a path
+                        label="Example scans: click one",
+                    )
+                # gr.Dataset, not gr.Examples: Examples sets the input by a component update, for which Gradio builds
+                # the session its own plain gr.Image, without readable_by_the_app, so a bad file dropped after an
+                # example got no message at all. Here the click returns the scan itself, and then the page answers
+                # for it (.input does not fire for a value set by the page) with the classical model chosen.
+                picked = scans.click(
+                    lambda i: tries[i], scans, image, queue=False, show_progress="hidden", api_visibility="private"
+                )
+                answered(picked.then(answer_from("image"), api_visibility="private", **for_image))
 
         with gr.Tab("Batch"):
             gr.Markdown(
@@ -328,7 +338,14 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
             )
             files = gr.File(label="Scans or zips", file_count="multiple", elem_id="batch-files")
             go = gr.Button("Classify all", variant="primary")
-            table = gr.Dataframe(label="Predictions", wrap=True, elem_id="batch-table")
+            # Widths in pixels: left to itself the notes column grew as wide as its longest note and was cut off on
+            # a desktop; on a phone these leave the file, its status and the ViT's answer on the first screen.
+            table = gr.Dataframe(
+                label="Predictions",
+                wrap=True,
+                column_widths=[170, 108, *[80] * len(models.names), 480],
+                elem_id="batch-table",
+            )
             download = gr.File(label="CSV", elem_id="batch-csv")
             go.click(
                 lambda p, c, progress=gr.Progress(): batch(p, c, models, pool, progress),

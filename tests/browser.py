@@ -175,13 +175,20 @@ def wrong_place(page, archive: Path, shots: Path | None = None) -> None:
     page.locator(".toast-close").first.wait_for(state="detached", timeout=SECONDS)
 
 
-def batch(page, archive: Path, shots: Path | None = None) -> None:
-    """A zip on the Batch tab: a row per scan, with its notes readable, and a CSV to download."""
+def batch(page, archive: Path, shots: Path | None = None, *more: Path) -> None:
+    """A zip (and `more` files) on the Batch tab: a row per scan, with its notes readable, and a CSV to download."""
     page.get_by_role("tab", name="Batch").click()
-    page.locator("#batch-files input[type=file]").set_input_files(str(archive))
+    page.locator("#batch-files input[type=file]").set_input_files([str(archive), *map(str, more)])
     page.locator("#batch-files").get_by_text("scans.zip").first.wait_for(timeout=SECONDS)  # uploaded, then run
     page.get_by_role("button", name="Classify all").click()
     _text(page, "oct-predictions", "#batch-csv")
     _text(page, "ok|withheld", "#batch-table")
     _text(page, "scans: \\d+ ok, \\d+ withheld, \\d+ unreadable", ".toast-body")  # the count, for a long table
+    # Every column, the notes included, ends inside the table as shown: no note is cut off at its right edge.
+    overflow = page.evaluate(
+        "() => { const table = document.querySelector('#batch-table table'); const right = "
+        "table.parentElement.getBoundingClientRect().right; return Math.max(...[...table.querySelectorAll('th')]"
+        ".map(th => th.getBoundingClientRect().right)) - right; }"
+    )
+    assert overflow <= 1, f"the table's last column runs {overflow:.0f} px past its visible edge"
     _shot(page, shots, "batch")

@@ -401,8 +401,8 @@ def test_deploy_uploads_the_bundle_and_sets_the_model_variables(tmp_path, fake_h
 def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypatch):
     """Chromium through the visitor's path: the landing view, an upload and its preview, an unreadable file (no answer
     left on the page), a volume then a scan (the page answers for the last), another classical model (when several
-    are loaded), an example clicked, an image the models cannot judge, a zip in the wrong place, then on the Batch
-    tab; and the landing view on a phone, with an example's answer scrolled into view."""
+    are loaded), an example clicked, an unreadable file again, an image the models cannot judge, a zip in the wrong
+    place, then on the Batch tab; and the landing view on a phone, with an example's answer scrolled into view."""
     playwright = pytest.importorskip("playwright.sync_api")
     import browser as walk
 
@@ -441,9 +441,10 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypat
         monkeypatch.setattr(space.ui, "predict", slowly)
         walk.two_examples(page, answered)
         monkeypatch.undo()
+        walk.unreadable(page, notes)  # after an example too: its click must not leave a stricter input behind
         walk.withheld(page, photo)
         walk.wrong_place(page, archive)
-        walk.batch(page, archive)
+        walk.batch(page, archive, None, notes)  # an unreadable file's long note among the rows
         walk.phone(browser.new_page(viewport={"width": 390, "height": 844}), served)
         browser.close()
 
