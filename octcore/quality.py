@@ -25,8 +25,11 @@ def scan_warnings(scan: ScanImage) -> list[str]:
     reasons = []
     if scan.colour > 0.06:
         reasons.append("The image is in colour; OCT B-scans are grayscale (is this a photo or a fundus image?).")
-    if not 0.7 <= width / height <= 4.0:
-        reasons.append(f"The image is {width}x{height} pixels; B-scans are about as wide as tall up to 3 times wider.")
+    if not 0.7 <= width / height <= 4.0:  # its proportions, not its pixels: a JPEG is decoded at a reduced scale
+        ratio = width / height
+        wider = ratio > 1
+        shape = f"{ratio:.1f} times as wide as it is tall" if wider else f"{1 / ratio:.1f} times as tall as it is wide"
+        reasons.append(f"The image is {shape}; B-scans are about as wide as tall, up to 4 times wider.")
     small = resize(
         scan.unpadded, CHECK_SIZE, Image.Resampling.BOX
     )  # padding found once, shared with the classical model

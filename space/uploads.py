@@ -91,7 +91,7 @@ def jpeg_scans(data: bytes, stop: int = MAX_JPEG_SCANS + 1) -> int:
 def _image(data: bytes, name: str, budget: Budget) -> DecodedFrame:
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as header:  # reads the header only
-            width, height = header.size
+            width, height = in_file = header.size
             if header.format in JPEG_FORMATS:
                 if jpeg_scans(data) > MAX_JPEG_SCANS:
                     raise ScanError(
@@ -103,7 +103,7 @@ def _image(data: bytes, name: str, budget: Budget) -> DecodedFrame:
                 # (draft configures the decoder from the header; nothing is decoded here).
                 header.draft(header.mode, DECODE_SIZE[::-1])
                 width, height = header.size
-        _check_shape(width, height, name)
+        _check_shape(width, height, name, in_file)
         budget.take(width * height, name)
         scan = read_scan(data, name)
         return DecodedFrame(name, scan.gray, scan.colour)
@@ -119,13 +119,14 @@ def _image(data: bytes, name: str, budget: Budget) -> DecodedFrame:
         return DecodedFrame(name, error=f"cannot read {name}: the file is damaged ({type(e).__name__})")
 
 
-def _check_shape(width: int, height: int, name: str) -> None:
+def _check_shape(width: int, height: int, name: str, in_file: tuple[int, int] | None = None) -> None:
+    """`width` x `height`: the pixels to be decoded (a JPEG's at its reduced scale); `in_file`: the size the visitor
+    knows the image by, which the message names."""
+    size = "x".join(map(str, in_file or (width, height)))
     if width * height > MAX_FRAME_PIXELS:
-        raise ScanError(
-            name, f"the image is {width}x{height} pixels, more than {MAX_FRAME_PIXELS:,}; no B-scan is that large"
-        )
+        raise ScanError(name, f"the image is {size} pixels, more than {MAX_FRAME_PIXELS:,}; no B-scan is that large")
     if not ASPECT[0] <= width / max(height, 1) <= ASPECT[1]:
-        raise ScanError(name, f"the image is {width}x{height} pixels; no B-scan is that narrow or that wide")
+        raise ScanError(name, f"the image is {size} pixels; no B-scan is that narrow or that wide")
 
 
 def _meta(data: bytes) -> tuple[dict[int, bytes], int]:

@@ -1,5 +1,7 @@
 """The OCT look-alike check: real B-scans pass, photos, fundus images, documents and blank frames do not."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -48,3 +50,17 @@ def _fundus() -> Image.Image:
 )
 def test_images_that_are_not_b_scans_are_flagged(name, image):
     assert scan_warnings(read_scan(image)), name
+
+
+def test_proportions_are_named_as_the_file_has_them_whatever_the_decoding_scale(sample):
+    scan = Image.open(next((sample / "DME").glob("*.jpeg"))).convert("L")
+    wide = scan.resize((4096, 496))  # a JPEG of it is decoded at a reduced scale, its proportions kept
+    for image in (wide, _as_jpeg(wide)):
+        assert "8.3 times as wide as it is tall" in " ".join(scan_warnings(read_scan(image)))
+    assert "6.0 times as tall as it is wide" in " ".join(scan_warnings(read_scan(scan.resize((100, 600)))))
+
+
+def _as_jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG")
+    return out.getvalue()

@@ -7,6 +7,7 @@ import os
 import zipfile
 
 import numpy as np
+from PIL import Image
 
 import hostile
 from space.uploads import MAX_BYTES, MAX_FRAME_PIXELS, MAX_JPEG_SCANS, Budget, iter_upload, jpeg_scans
@@ -51,6 +52,10 @@ def test_a_zip_of_big_images_stops_at_the_request_pixel_budget():
 def test_images_of_absurd_proportions_are_refused():
     (frame,) = frames(hostile.tall_strip(width=32, height=40_000))
     assert frame.gray is None and "no B-scan is that narrow or that wide" in frame.error
+    wide = io.BytesIO()  # a JPEG, decoded at a reduced scale: the message names the size the visitor knows it by
+    Image.new("L", (8192, 496), 40).save(wide, "JPEG")
+    (frame,) = frames(wide.getvalue())
+    assert frame.gray is None and "the image is 8192x496 pixels; no B-scan" in frame.error
 
 
 def test_a_decode_past_its_time_budget_is_stopped_and_the_next_request_served(tmp_path, a_scan):
