@@ -4,12 +4,14 @@
         --classical runs/compare/hog-lbp-svm runs/compare/hog-svm runs/compare/lbp-svm \
         [--left-out-classical DIR --left-out-scan SCAN [--left-out-vit DIR]] [--out docs/img]
 
-Writes space-landing, -result, -variant, -withheld (a photograph), -error (a zip on One scan), -batch and
--phone (the first screen at a phone's width); with the --left-out-* models (trained without one class, e.g. by
-benchmarks/out_of_scope.py) and a scan of that class, space-left-out: a condition the models were not taught.
+Writes space-answer (the README's picture: an answer, cropped), space-landing, -result, -variant, -withheld
+(a photograph), -error (a zip on One scan), -batch and -phone (the first screen at a phone's width); with the
+--left-out-* models (trained without one class, e.g. by benchmarks/out_of_scope.py) and a scan of that class,
+space-left-out: a condition the models were not taught.
 """
 
 import argparse
+import io
 import sys
 import tempfile
 import zipfile
@@ -22,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import browser as walk  # noqa: E402
 
 from space.engine import Models  # noqa: E402
-from space.ui import build  # noqa: E402
+from space.ui import build, look  # noqa: E402
 from space.workers import DecodePool  # noqa: E402
 
 SAMPLE = ROOT / "examples" / "sample"
@@ -30,10 +32,25 @@ SAMPLE = ROOT / "examples" / "sample"
 
 def serve(models: Models, pool: DecodePool):
     demo = build(models, pool).queue(default_concurrency_limit=4)
-    from space.render import CSS
-
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, css=CSS)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **look())
     return demo, url
+
+
+def answer_picture(page, path: Path, width: int = 800) -> None:
+    """The README's picture of an answer: the One-scan tab from its input to the foot of both models' panels,
+    `width` pixels wide, as a JPEG."""
+    top = page.locator("#scan-input").bounding_box()
+    panels = [page.locator(f"#{name}").bounding_box() for name in ("vit-panel", "classical-panel")]
+    bottom = max(box["y"] + box["height"] for box in panels)
+    margin = 8
+    clip = {
+        "x": top["x"] - margin,
+        "y": top["y"] - margin,
+        "width": max(box["x"] + box["width"] for box in panels) - top["x"] + 2 * margin,
+        "height": bottom - top["y"] + 2 * margin,
+    }
+    shot = Image.open(io.BytesIO(page.screenshot(clip=clip, full_page=True))).convert("RGB")
+    shot.resize((width, round(shot.height * width / shot.width)), Image.Resampling.LANCZOS).save(path, quality=85)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         walk.landing(page, url, args.out)
         walk.upload(page, args.scan, args.out)
+        answer_picture(page, args.out / "space-answer.jpg")
         walk.switch_variant(page, models.classical[-1].name, args.out)
         walk.withheld(page, photo, args.out)
         walk.wrong_place(page, archive, args.out)

@@ -66,6 +66,15 @@ def readable_by_the_app(image: gr.Image) -> gr.Image:
     return image
 
 
+def look() -> dict:
+    """What every launch of the page passes to `launch` (the Space, the tests, the docs' screenshots): its CSS, and
+    Gradio's default theme with a whole bold face. Gradio 6 ships the theme's 600 weight of Source Sans Pro as a
+    55-glyph subset, so bold text mixed its few letters with another font's ('OCT ʙ-scan', 'LʙP'); asked for 400
+    and 700, the browser draws bold text with the complete 700 file."""
+    font = gr.themes.LocalFont("Source Sans Pro", weights=(400, 700))
+    return {"css": render.CSS, "theme": gr.themes.Default(font=[font, "ui-sans-serif", "system-ui", "sans-serif"])}
+
+
 def new_upload_subfolder(prefix: str = "tmp") -> Path:
     """A new folder inside Gradio's upload folder, where Gradio serves files from and its cache clean-up looks. Gradio
     makes that folder only when it first saves a file, so on a fresh machine it is not there yet at start-up."""
@@ -395,7 +404,7 @@ def launch(models: Models, **options) -> gr.Blocks:
     # The app keeps no per-visitor state, so Gradio need not remember 10,000 sessions (its default; ~56 kB each,
     # and every API call is a new session).
     try:
-        demo.launch(state_session_capacity=200, max_file_size=f"{MAX_UPLOAD // 1024**2}mb", css=render.CSS, **options)
+        demo.launch(state_session_capacity=200, max_file_size=f"{MAX_UPLOAD // 1024**2}mb", **look(), **options)
     finally:
         pool.close()
     return demo

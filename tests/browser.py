@@ -39,6 +39,18 @@ def landing(page, url: str, shots: Path | None = None) -> None:
     page.wait_for_function(  # every picture shown (the conditions, the example thumbnails): the layout as seen
         "() => [...document.querySelectorAll('img')].every(i => i.complete)", timeout=SECONDS
     )
+    # Bold text in one font: drawn as the page's bold font with a monospace or a serif fallback, the same words are
+    # equally wide only when the bold font itself has every letter (Gradio's own bold face lacked most of them).
+    widths = page.evaluate(
+        """async () => { const font = getComputedStyle(document.querySelector('h1')).fontFamily.split(',')[0];
+        await document.fonts.load(`600 40px ${font}`);
+        const width = fallback => { const s = document.createElement('span');
+          Object.assign(s.style, {font: `600 40px ${font}, ${fallback}`, position: 'absolute', whiteSpace: 'nowrap'});
+          s.textContent = 'Retinal OCT B-scan HOG+LBP SVM NORMAL DRUSEN'; document.body.append(s);
+          const w = s.getBoundingClientRect().width; s.remove(); return w; };
+        return [width('monospace'), width('serif')]; }"""
+    )
+    assert abs(widths[0] - widths[1]) < 0.5, f"bold text mixes fonts: {widths}"
     top = page.locator("#scan-input").bounding_box()["y"]
     assert top < page.viewport_size["height"] - 100, f"the scan input starts {top:.0f} px down, below the first screen"
     _shot(page, shots, "landing")

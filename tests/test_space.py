@@ -17,9 +17,8 @@ from skimage import data as pictures
 from hostile import dicom
 from octcore.imaging import ScanImage, read_scan
 from octcore.labels import CLASSES
-from space import render
 from space.engine import Models, classify
-from space.ui import batch, build, examples, model_table, predict
+from space.ui import batch, build, examples, look, model_table, predict
 from space.uploads import DecodedFrame
 
 SUMMARY, VIT_PANEL, CLASSICAL_PANEL = range(3)
@@ -246,7 +245,7 @@ def served(models, small_lbp):
     two = Models(vit=str(models.vit.folder), classical=[str(models.classical[0].folder), str(small_lbp)])
     demo = build(two, pool).queue(default_concurrency_limit=4, max_size=256)
     _, url, _ = demo.launch(
-        prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, max_file_size="64mb", css=render.CSS
+        prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, max_file_size="64mb", **look()
     )
     yield url
     demo.close()
