@@ -366,7 +366,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
 
         with gr.Tab("About the conditions"):
             gr.Markdown(
-                "\n\n".join(f"**{c}** (referral: {REFERRAL_SHOWN[REFERRAL[c]]}). {CLASS_NOTES[c]}" for c in CLASSES)
+                "\n\n".join(f"**{c}**, referral: {REFERRAL_SHOWN[REFERRAL[c]]}. {CLASS_NOTES[c]}" for c in CLASSES)
             )
         with gr.Row(visible=False):  # the JSON endpoint for programs, and the browser's width: no place on the page
             api_file, api_out, width = gr.File(), gr.JSON(), gr.Number()
