@@ -81,6 +81,12 @@ def is_repo_id(value) -> bool:
     return True
 
 
+def names_hub_repo(source: str | Path) -> bool:
+    """Whether a model source given by a user names a Hub repo: an owner/name id that is not also a local path
+    (a folder `models/dinov2-small` has the shape of one)."""
+    return is_repo_id(str(source)) and not Path(source).exists()
+
+
 def card_metadata(text: str) -> dict:
     """The YAML header of a card, as the Hub parses it (yaml.safe_load); ValueError when there is none."""
     if not text.startswith("---\n") or "\n---" not in text[4:]:

@@ -35,7 +35,7 @@ from models.card import TRAINING_FILE, render_card
 from models.push import push_model
 from models.scope import fit_calibration, softmax, test_summary
 from octcore.data import DataError, describe_data, discover, select, split_scans
-from octcore.hub import is_repo_id
+from octcore.hub import is_repo_id, names_hub_repo
 from octcore.labels import CLASSES
 from octcore.metrics import evaluate, with_ci
 from octcore.plots import read_training_log, save_training_curves
@@ -164,27 +164,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not 0 <= value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 0 and below 1, not {value}")
+    if args.base_model_id and not is_repo_id(args.base_model_id):  # the card would silently leave it out
+        parser.error(f"--base-model-id {args.base_model_id!r} is not a Hub id of the form owner/name")
     if args.mixed_precision == "auto":
         args.mixed_precision = native_mixed_precision()
     return args
 
 
-def base_model_id(args: argparse.Namespace, base_config) -> str | None:
-    """The Hub id the card names as the base: --base-model-id, else --base-model where it is a Hub id and not a
-    local folder (`models/dinov2-small` has the shape of one), else the id a local copy says it was saved from."""
-    if args.base_model_id:
-        return args.base_model_id
-    if is_repo_id(args.base_model) and not Path(args.base_model).exists():
-        return args.base_model
-    name = getattr(base_config, "_name_or_path", "")
-    return name if is_repo_id(name) else None
+def base_model_id(args: argparse.Namespace) -> str | None:
+    """The Hub id the card names as the base: --base-model-id, else --base-model where it names a Hub repo. (A local
+    copy cannot say it for itself: transformers sets a loaded config's `_name_or_path` to the path it was given.)"""
+    return args.base_model_id or (args.base_model if names_hub_repo(args.base_model) else None)
 
 
-def training_record(
-    args: argparse.Namespace, base_config, scans, split: list[str], size: tuple[int, int], processes: int
-) -> dict:
+def training_record(args: argparse.Namespace, scans, split: list[str], size: tuple[int, int], processes: int) -> dict:
     """training.json: what the card says about how this model was made (no local path in it)."""
-    base_id = base_model_id(args, base_config)
+    base_id = base_model_id(args)
     return {
         "kind": "vit",
         "model_name": Path(args.out).name,
@@ -260,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. The base model with a 4-class head, and the one image processor saved with it.
     base_config = AutoConfig.from_pretrained(args.base_model)  # read once: the input size, drop path, the record
-    if not base_model_id(args, base_config):
+    if not base_model_id(args):
         accelerator.print(
             "note: the base names no Hub id, so the model card will say 'a local pretrained checkpoint' and the "
             "Hub will link no base model; if it is a copy of one, pass it with --base-model-id (e.g. "
@@ -458,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         patients = np.array([s.patient_id for s in test_scans])
         metrics = evaluate(test_labels, test.proba, patients, seed=args.seed)
         metrics.update(test_summary(calibration, test_logits, test_labels, test.flagged), history=progress.history)
-        record = training_record(args, base_config, scans, split.names, size, accelerator.num_processes)
+        record = training_record(args, scans, split.names, size, accelerator.num_processes)
         files = {"split.json": split.text, TRAINING_FILE: json.dumps(record, indent=2)}
 
         def calibration_curves_and_card(staging: Path) -> None:
