@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from octcore.hub import names_hub_repo
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL, REFERRAL_SHOWN
 from octcore.metrics import with_ci
 from space import render
@@ -68,11 +69,16 @@ def readable_by_the_app(image: gr.Image) -> gr.Image:
 
 def look() -> dict:
     """What every launch of the page passes to `launch` (the Space, the tests, the docs' screenshots): its CSS, and
-    Gradio's default theme with a whole bold face. Gradio 6 ships the theme's 600 weight of Source Sans Pro as a
-    55-glyph subset, so bold text mixed its few letters with another font's ('OCT ʙ-scan', 'LʙP'); asked for 400
-    and 700, the browser draws bold text with the complete 700 file."""
+    Gradio's default theme with whole bold faces. Gradio 6 ships the 600 weights of the theme's fonts as subsets of
+    a few dozen glyphs, so bold text mixed their few letters with another font's ('OCT ʙ-scan', 'LʙP'); asked for
+    400 and 700, the browser draws bold text with the complete 700 files."""
     font = gr.themes.LocalFont("Source Sans Pro", weights=(400, 700))
-    return {"css": render.CSS, "theme": gr.themes.Default(font=[font, "ui-sans-serif", "system-ui", "sans-serif"])}
+    mono = gr.themes.LocalFont("IBM Plex Mono", weights=(400, 700))
+    theme = gr.themes.Default(
+        font=[font, "ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=[mono, "ui-monospace", "Consolas", "monospace"],
+    )
+    return {"css": render.CSS, "theme": theme}
 
 
 def new_upload_subfolder(prefix: str = "tmp") -> Path:
@@ -86,9 +92,10 @@ def new_upload_subfolder(prefix: str = "tmp") -> Path:
 @cache
 def examples() -> tuple[list[str], list[tuple[str, str]]]:
     """Scans to try (neutral names, so the name does not give the answer away) and one labelled scan per class."""
+    # The scans to try are served from Gradio's upload folder, which it always allows, wherever the app is started.
     folder = new_upload_subfolder("oct-examples-")
     if (HERE / "examples").is_dir():  # a Space bundle
-        tries = sorted((HERE / "examples").glob("example-*"))
+        tries = [shutil.copy(p, folder / p.name) for p in sorted((HERE / "examples").glob("example-*"))]
         classes = [(str(p), p.stem.split("-")[1]) for p in sorted((HERE / "examples").glob("class-*"))]
     else:
         tries, classes = [], []
@@ -119,7 +126,7 @@ def model_row(model, source: str) -> str:
         )
     if training.get("dataset"):
         data = f"{training['dataset']['counts'].get('train', 0):,} scans of {html.escape(training['dataset']['name'])}"
-    hub = source if "/" in source and not Path(source).exists() else None
+    hub = source if names_hub_repo(source) else None
     card = f"[card](https://huggingface.co/{hub})" if hub else "README.md in its folder"
     return f"| **{model.name}** | {kind} | {figures} | {data} | {card} |"
 
@@ -289,7 +296,14 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
             def cleared_on_failure(event):
                 """If the event failed (an unreadable file, a zip), the last answer is cleared, so another file's
                 answer never stays under this one's error."""
-                event.failure(lambda: ("", "", "", None), None, [*outputs, shown], queue=False, show_progress="hidden")
+                event.failure(
+                    lambda: ("", "", "", None),
+                    None,
+                    [*outputs, shown],
+                    queue=False,
+                    show_progress="hidden",
+                    api_visibility="private",
+                )
                 return event
 
             def answered(event) -> None:
@@ -327,7 +341,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                     scans = gr.Dataset(
                         components=[image],
                         samples=[[p] for p in tries],
-                        type="index",  # the client sends which example, never a path
+                        type="index",  # the click's handler takes the scan from `tries`
                         label="Example scans: click one",
                     )
                 # gr.Dataset, not gr.Examples: Examples sets the input by a component update, for which Gradio builds

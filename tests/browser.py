@@ -39,18 +39,23 @@ def landing(page, url: str, shots: Path | None = None) -> None:
     page.wait_for_function(  # every picture shown (the conditions, the example thumbnails): the layout as seen
         "() => [...document.querySelectorAll('img')].every(i => i.complete)", timeout=SECONDS
     )
-    # Bold text in one font: drawn as the page's bold font with a monospace or a serif fallback, the same words are
-    # equally wide only when the bold font itself has every letter (Gradio's own bold face lacked most of them).
+    # Bold text in one font: drawn in the page's bold font (and its bold monospace, as the Batch table's header) with a
+    # monospace or a serif fallback, the same words are equally wide only when that font itself has every letter
+    # (Gradio's own bold faces lacked most of them).
     widths = page.evaluate(
-        """async () => { const font = getComputedStyle(document.querySelector('h1')).fontFamily.split(',')[0];
-        await document.fonts.load(`600 40px ${font}`);
-        const width = fallback => { const s = document.createElement('span');
-          Object.assign(s.style, {font: `600 40px ${font}, ${fallback}`, position: 'absolute', whiteSpace: 'nowrap'});
-          s.textContent = 'Retinal OCT B-scan HOG+LBP SVM NORMAL DRUSEN'; document.body.append(s);
-          const w = s.getBoundingClientRect().width; s.remove(); return w; };
-        return [width('monospace'), width('serif')]; }"""
+        """async () => { const style = getComputedStyle(document.body), fonts = {};
+        for (const name of ['--font', '--font-mono']) {
+          const font = style.getPropertyValue(name).split(',')[0].trim();
+          await document.fonts.load(`600 40px ${font}`);
+          fonts[font] = ['monospace', 'serif'].map(fallback => { const s = document.createElement('span');
+            s.style.font = `600 40px ${font}, ${fallback}`;
+            Object.assign(s.style, {position: 'absolute', whiteSpace: 'nowrap'});
+            s.textContent = 'Retinal OCT B-scan HOG+LBP SVM NORMAL DRUSEN status notes'; document.body.append(s);
+            const w = s.getBoundingClientRect().width; s.remove(); return w; });
+        }
+        return fonts; }"""
     )
-    assert abs(widths[0] - widths[1]) < 0.5, f"bold text mixes fonts: {widths}"
+    assert len(widths) == 2 and all(abs(a - b) < 0.5 for a, b in widths.values()), f"bold text mixes fonts: {widths}"
     top = page.locator("#scan-input").bounding_box()["y"]
     assert top < page.viewport_size["height"] - 100, f"the scan input starts {top:.0f} px down, below the first screen"
     _shot(page, shots, "landing")
@@ -187,7 +192,7 @@ def wrong_place(page, archive: Path, shots: Path | None = None) -> None:
     page.locator(".toast-close").first.wait_for(state="detached", timeout=SECONDS)
 
 
-def batch(page, archive: Path, shots: Path | None = None, *more: Path) -> None:
+def batch(page, archive: Path, shots: Path | None = None, more: tuple[Path, ...] = ()) -> None:
     """A zip (and `more` files) on the Batch tab: a row per scan, with its notes readable, and a CSV to download."""
     page.get_by_role("tab", name="Batch").click()
     page.locator("#batch-files input[type=file]").set_input_files([str(archive), *map(str, more)])

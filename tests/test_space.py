@@ -287,6 +287,22 @@ def test_twenty_parallel_clients_are_all_answered(served, sample):
     assert len(panels) == 20 and all("referral:" in panel for panel in panels)
 
 
+def test_a_bundles_example_scans_are_served_from_gradios_upload_folder(tmp_path, monkeypatch, a_scan):
+    """Gradio serves a file an event returns only from its upload folder, the temp folder or the working folder, so a
+    Space bundle started from another folder must still put its example scans where Gradio serves them."""
+    import shutil
+
+    import space.ui
+
+    (tmp_path / "examples").mkdir()
+    shutil.copy(a_scan, tmp_path / "examples" / "example-1.jpeg")
+    monkeypatch.setattr(space.ui, "HERE", tmp_path)  # the bundle's space/ folder
+    tries, _ = space.ui.examples.__wrapped__()  # not the cached examples of the repo
+    upload = Path(gr.utils.get_upload_folder()).resolve()
+    assert [Path(t).name for t in tries] == ["example-1.jpeg"]
+    assert all(Path(t).resolve().is_relative_to(upload) for t in tries), tries
+
+
 def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tmp_path, a_scan):
     import os
     import socket
@@ -443,7 +459,7 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypat
         walk.unreadable(page, notes)  # after an example too: its click must not leave a stricter input behind
         walk.withheld(page, photo)
         walk.wrong_place(page, archive)
-        walk.batch(page, archive, None, notes)  # an unreadable file's long note among the rows
+        walk.batch(page, archive, more=(notes,))  # an unreadable file's long note among the rows
         walk.phone(browser.new_page(viewport={"width": 390, "height": 844}), served)
         browser.close()
 
