@@ -43,9 +43,10 @@ def answer_picture(page, path: Path, width: int = 800) -> None:
     panels = [page.locator(f"#{name}").bounding_box() for name in ("vit-panel", "classical-panel")]
     bottom = max(box["y"] + box["height"] for box in panels)
     margin = 8
+    scroll = page.evaluate("() => [window.scrollX, window.scrollY]")  # boxes are in the window, clips in the page
     clip = {
-        "x": top["x"] - margin,
-        "y": top["y"] - margin,
+        "x": top["x"] + scroll[0] - margin,
+        "y": top["y"] + scroll[1] - margin,
         "width": max(box["x"] + box["width"] for box in panels) - top["x"] + 2 * margin,
         "height": bottom - top["y"] + 2 * margin,
     }

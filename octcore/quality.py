@@ -6,6 +6,8 @@ grayscale, mostly dark background, wider than tall or square, and has a bright r
 RPE) running across it, continuous from column to column. Each failed check gives one sentence for the user.
 """
 
+import math
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -25,10 +27,11 @@ def scan_warnings(scan: ScanImage) -> list[str]:
     reasons = []
     if scan.colour > 0.06:
         reasons.append("The image is in colour; OCT B-scans are grayscale (is this a photo or a fundus image?).")
-    if not 0.7 <= width / height <= 4.0:  # its proportions, not its pixels: a JPEG is decoded at a reduced scale
-        ratio = width / height
-        wider = ratio > 1
-        shape = f"{ratio:.1f} times as wide as it is tall" if wider else f"{1 / ratio:.1f} times as tall as it is wide"
+    ratio = width / height
+    if not 0.7 <= ratio <= 4.0:  # its proportions, not its pixels: a JPEG is decoded at a reduced scale
+        # rounded up (past float noise), so that a ratio just past 4 never reads as "4.0 times"
+        times = math.ceil(round(max(width, height) / min(width, height) * 10, 6)) / 10
+        shape = f"{times} times as wide as it is tall" if ratio > 1 else f"{times} times as tall as it is wide"
         reasons.append(f"The image is {shape}; B-scans are about as wide as tall, up to 4 times wider.")
     small = resize(
         scan.unpadded, CHECK_SIZE, Image.Resampling.BOX

@@ -58,6 +58,7 @@ def test_proportions_are_named_as_the_file_has_them_whatever_the_decoding_scale(
     for image in (wide, _as_jpeg(wide)):
         assert "8.3 times as wide as it is tall" in " ".join(scan_warnings(read_scan(image)))
     assert "6.0 times as tall as it is wide" in " ".join(scan_warnings(read_scan(scan.resize((100, 600)))))
+    assert "4.1 times as wide" in " ".join(scan_warnings(read_scan(scan.resize((1010, 250)))))  # 4.04: past 4
 
 
 def _as_jpeg(image: Image.Image) -> bytes:
