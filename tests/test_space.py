@@ -287,6 +287,12 @@ def test_twenty_parallel_clients_are_all_answered(served, sample):
     assert len(panels) == 20 and all("referral:" in panel for panel in panels)
 
 
+def test_the_api_offers_only_its_three_documented_endpoints(models):
+    """Programs get /predict, /classify and /batch; the page's own events (an example's click, clearing an answer
+    after a failure) are no endpoints of their own."""
+    assert sorted(build(models).get_api_info()["named_endpoints"]) == ["/batch", "/classify", "/predict"]
+
+
 def test_a_bundles_example_scans_are_served_from_gradios_upload_folder(tmp_path, monkeypatch, a_scan):
     """Gradio serves a file an event returns only from its upload folder, the temp folder or the working folder, so a
     Space bundle started from another folder must still put its example scans where Gradio serves them."""
