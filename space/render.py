@@ -312,6 +312,8 @@ figure.scan img { max-height: 200px; width: auto; max-width: 100%; }
 .frames th, .frames td { text-align: left; padding: .15em .5em; border-bottom: 1px solid var(--border-color-primary); }
 .frames td:last-child { min-width: 14em; }
 #conditions .grid-wrap { min-height: 0; max-height: none; }  /* the gallery as tall as its row, not Gradio's 450px */
+#conditions .gallery-container:has(.preview) { height: 380px !important; max-height: none !important; }
+#conditions .preview { height: 100% !important; }  /* a scan opened from it is shown whole, not a sliver */
 @media (max-width: 700px) {  /* on a phone: each model's tested figures in view (kind, data, card: wider screens) */
   #conditions .grid-container { grid-template-columns: repeat(2, minmax(100px, 1fr)); }
   #model-table table { display: block; overflow-x: auto; } #model-table th:first-child { min-width: 6.5em; }

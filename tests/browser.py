@@ -59,6 +59,14 @@ def landing(page, url: str, shots: Path | None = None) -> None:
     top = page.locator("#scan-input").bounding_box()["y"]
     assert top < page.viewport_size["height"] - 100, f"the scan input starts {top:.0f} px down, below the first screen"
     _shot(page, shots, "landing")
+    # A condition's picture, clicked, opens large enough to see the scan (the one-row gallery made it a sliver).
+    page.locator("#conditions .gallery-item").first.click()
+    page.wait_for_function(
+        "() => (document.querySelector('#conditions .preview img')?.getBoundingClientRect().height || 0) > 150",
+        timeout=SECONDS,
+    )
+    page.locator("#conditions").get_by_label("Close").click()
+    page.locator("#conditions .preview").wait_for(state="detached", timeout=SECONDS)
 
 
 def phone(page, url: str, shots: Path | None = None) -> None:
