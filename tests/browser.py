@@ -34,7 +34,8 @@ def landing(page, url: str, shots: Path | None = None) -> None:
     page.goto(url)
     _text(page, "What is this")
     _text(page, "test accuracy")
-    assert page.get_by_text("know only four things").first.is_visible()
+    # the introduction is open on a desktop (the page opens it once it knows the screen's width)
+    page.get_by_text("know only four things").first.wait_for(state="visible", timeout=SECONDS)
     page.wait_for_selector("#scan-input", timeout=SECONDS)
     page.wait_for_function(  # every picture shown (the conditions, the example thumbnails): the layout as seen
         "() => [...document.querySelectorAll('img')].every(i => i.complete)", timeout=SECONDS
@@ -203,7 +204,13 @@ def wrong_place(page, archive: Path, shots: Path | None = None) -> None:
 def batch(page, archive: Path, shots: Path | None = None, more: tuple[Path, ...] = ()) -> None:
     """A zip (and `more` files) on the Batch tab: a row per scan, with its notes readable, and a CSV to download."""
     page.get_by_role("tab", name="Batch").click()
-    page.locator("#batch-files input[type=file]").set_input_files([str(archive), *map(str, more)])
+    # The tab's content is made when it is first opened: the files are chosen as a visitor does, through the file
+    # dialog of the box on the page, never set on an input the page may not have finished making.
+    drop = page.locator("#batch-files").get_by_text("Click to Upload")
+    drop.wait_for(state="visible", timeout=SECONDS)
+    with page.expect_file_chooser(timeout=SECONDS) as chooser:
+        drop.click()
+    chooser.value.set_files([str(archive), *map(str, more)])
     page.locator("#batch-files").get_by_text("scans.zip").first.wait_for(timeout=SECONDS)  # uploaded, then run
     page.get_by_role("button", name="Classify all").click()
     _text(page, "oct-predictions", "#batch-csv")
