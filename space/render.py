@@ -25,7 +25,7 @@ KNOWN = (
     "do not."
 )
 READ_ATTENTION = (
-    "How to read this: the brighter the colour, the more the ViT's class token looked at that part of "
+    "How to read this: the brighter the colour, the more the ViT paid attention to that part of "
     "the scan when deciding. It should lie on the retina, not on the black background or the borders."
 )
 READ_BAND = (

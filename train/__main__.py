@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             val_features,
             val_labels,
             "vit",
-            "inputs to the classifier head (class token and mean patch token)",
+            "the classifier head's inputs: the class token and the mean patch token",
         )
         test = Classification.of(test_logits, test_features, calibration)
         patients = np.array([s.patient_id for s in test_scans])
