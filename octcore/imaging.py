@@ -33,6 +33,7 @@ MIN_SIDE = 32  # smaller than this is not a scan anyone can read
 # (height, width): half of Kermany's 496 x 1024 scans. Every model works at or below it, so a JPEG
 # is decoded at the largest DCT reduction that keeps at least this size.
 DECODE_SIZE = (248, 512)
+TOO_LARGE = "the image is too large (possible decompression bomb)"  # past Pillow's own bound
 
 
 class ScanError(ValueError):
@@ -74,7 +75,7 @@ def _open(source: ScanSource, name: str) -> Image.Image:
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         if isinstance(e, UnidentifiedImageError):
             raise ScanError(name, "not an image in a supported format (JPEG, PNG, TIFF, BMP, WebP)") from None
-        raise ScanError(name, "the image is too large (possible decompression bomb)") from None
+        raise ScanError(name, TOO_LARGE) from None
     except Exception as e:  # Pillow raises many types on malformed headers
         raise ScanError(name, f"the file is damaged ({type(e).__name__}: {e})") from None
 
@@ -193,7 +194,7 @@ def _decode(source: ScanSource, min_size: tuple[int, int] | None, colour: bool =
     except ScanError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ScanError(name, "the image is too large (possible decompression bomb)") from None
+        raise ScanError(name, TOO_LARGE) from None
     except Exception as e:  # truncated or corrupt pixel data surfaces only when decoding
         raise ScanError(name, f"the image data is damaged or unsupported ({type(e).__name__}: {e})") from None
     finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from octcore.imaging import DECODE_SIZE, FORMATS, JPEG_FORMATS, MAX_BYTES, ScanError, read_scan
+from octcore.imaging import DECODE_SIZE, FORMATS, JPEG_FORMATS, MAX_BYTES, TOO_LARGE, ScanError, read_scan
 
 MAX_FRAMES = 128  # frames classified per DICOM
 MAX_ZIP_FILES = 200  # files read from one zip
@@ -110,6 +110,8 @@ def _image(data: bytes, name: str, budget: Budget) -> DecodedFrame:
     except ScanError as e:
         return DecodedFrame(name, error=f"cannot read {name}: {e.reason}")
     except Exception as e:  # Pillow raises many types on a malformed header
+        if isinstance(e, Image.DecompressionBombError):  # a header past Pillow's bound: refused before _check_shape
+            return DecodedFrame(name, error=f"cannot read {name}: {TOO_LARGE}")
         if isinstance(e, Image.UnidentifiedImageError):
             return DecodedFrame(
                 name,

@@ -49,6 +49,11 @@ def test_a_zip_of_big_images_stops_at_the_request_pixel_budget():
     assert [f.gray is not None for f in decoded] == [True, True, True, False] and "limit" in decoded[-1].error
 
 
+def test_an_image_past_pillows_own_size_bound_is_refused_as_too_large_not_damaged():
+    (frame,) = frames(hostile.png_claiming(20_000, 20_000))  # Pillow refuses this header itself
+    assert frame.gray is None and "the image is too large" in frame.error and "damaged" not in frame.error
+
+
 def test_images_of_absurd_proportions_are_refused():
     (frame,) = frames(hostile.tall_strip(width=32, height=40_000))
     assert frame.gray is None and "no B-scan is that narrow or that wide" in frame.error
