@@ -460,6 +460,7 @@ def test_recipe_candidates_are_distinct_recipes_and_one_is_the_trainer_default()
     from transformers import Dinov2Config
 
     import train.__main__ as trainer
+    from train.data import input_size
 
     spec = importlib.util.spec_from_file_location("vit_recipe", ROOT / "benchmarks" / "vit_recipe.py")
     recipe = importlib.util.module_from_spec(spec)
@@ -473,6 +474,8 @@ def test_recipe_candidates_are_distinct_recipes_and_one_is_the_trainer_default()
         args = trainer.parse_args([*given, *options])
         if args.drop_path is None:  # as main resolves it for the DINOv2 base
             args.drop_path = trainer.default_drop_path(Dinov2Config())
+        if args.image_size is None:  # likewise
+            args.image_size = "x".join(map(str, input_size(Dinov2Config())))
         return tuple(getattr(args, name) for name in varied)
 
     recipes = {name: settings(options) for name, options in recipe.CANDIDATES.items()}
