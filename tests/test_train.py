@@ -189,7 +189,7 @@ def test_augmenting_at_the_input_size_keeps_the_scans_speckle_and_the_unaugmente
 
     processor = AutoImageProcessor.from_pretrained(trained)
     flat = 0.4 * speckle_bank()[: DECODE_SIZE[0] * DECODE_SIZE[1]].reshape(DECODE_SIZE)  # the scan's speckle...
-    for sized in (processor, make_processor(str(tiny_base), (224, 224))):  # DINOv2's 126 x 252, a square ViT's
+    for sized in (processor, make_processor(str(tiny_base), (224, 224))):  # DINOv2's 168 x 336, a square ViT's
         kept = np.asarray(processor_images(sized, [flat])[0], np.float32)[4:-4, 4:-4]  # ...after the resize
         small = np.full(kept.shape, 0.4, dtype=np.float32)
         own = [tone_and_speckle(small.copy(), np.random.default_rng(i), input_speckle(sized)) for i in range(40)]
@@ -286,7 +286,7 @@ def test_folder_works_with_pipeline_and_from_pretrained(trained, small_data):
     model = AutoModelForImageClassification.from_pretrained(trained)
     assert model.config.id2label == {0: "CNV", 1: "DME", 2: "DRUSEN", 3: "NORMAL"}
     processor = json.loads((trained / "preprocessor_config.json").read_text())
-    assert processor["size"] == {"height": 126, "width": 252} and not processor["do_center_crop"]
+    assert processor["size"] == {"height": 168, "width": 336} and not processor["do_center_crop"]
     assert (trained / "split.json").is_file()
 
 

@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--image-size",
         metavar="HxW",
-        help="input size (default: 126x252 for DINOv2, which interpolates its "
+        help="input size (default: 168x336 for DINOv2, which interpolates its "
         "position embeddings; the checkpoint's square size for ViT/DeiT)",
     )
     add("--epochs", type=int, default=12, help="default %(default)s, chosen on validation (benchmarks/vit_recipe.py)")

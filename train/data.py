@@ -25,7 +25,7 @@ from octcore.data import Scan, to_hf_dataset
 from octcore.imaging import DECODE_SIZE, eight_bit, read_scan, to_image
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-DINOV2_SIZE = (126, 252)  # (height, width): 9 x 18 patches of 14 px; as accurate as 168 x 336 here and 1.7x faster
+DINOV2_SIZE = (168, 336)  # (height, width): 12 x 24 patches of 14 px, chosen on validation (benchmarks/vit_recipe.py)
 
 
 def input_size(config) -> tuple[int, int]:
@@ -112,7 +112,7 @@ def _kept_speckle(size: tuple[int, int], resample: int) -> int:
 
 def input_speckle(processor) -> int:
     """The gamma shape of the speckle augment_resized adds at the processor's size: the one whose sd is what the
-    decoded scan's speckle keeps through processor_images' resize (on a flat scan; 97, sd 0.10, at DINOv2's
+    decoded scan's speckle keeps through processor_images' resize (on a flat scan; 97, sd 0.10, at
     126 x 252, where a pixel averages about 2 x 2 of the scan's; less, so stronger, at larger inputs)."""
     return _kept_speckle(presized(processor), int(processor.resample))
 
