@@ -90,6 +90,7 @@ def _trust(calibration: dict, metrics: dict, n_val: int) -> dict:
         test = metrics["calibration"]
         values["calibration"] = {
             "temperature": f"{calibration['temperature']:.2f}",
+            "scaled": calibration["temperature"] != 1,  # 1 where the fitted one was not kept: the softmax as it is
             "rule": calibration.get("temperature_rule"),
             "n_val": n_val,
             "ece_before": _fmt(test["ece_before"]),

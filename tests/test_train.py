@@ -306,7 +306,7 @@ def test_model_card_carries_the_measured_figures_and_follows_the_hub_rules(train
     assert results["f1"].metric_args["average"] == "macro"
     assert results["f1"].metric_args["ci95"] == [round(v, 4) for v in metrics["ci95"]["macro_f1"]]
     assert "not a diagnosis" in card.text and "Patient leakage" in card.text and "USER/MODEL" in card.text
-    assert "without the temperature" in card.text and "model_int8.onnx" not in card.text  # no int8 file yet
+    assert "model_int8.onnx" not in card.text  # no int8 file yet
     assert f"test {metrics['n_images']} scans" in card.text and "![training curves](training_curves.png)" in card.text
     precision = json.loads((trained / "training.json").read_text())["details"]["mixed_precision"]
     assert ("in float32" in card.text) == (precision == "no")  # the precision it was trained in, in words
@@ -482,6 +482,24 @@ def test_recipe_candidates_are_distinct_recipes_and_one_is_the_trainer_default()
     recipes = {name: settings(options) for name, options in recipe.CANDIDATES.items()}
     assert len(set(recipes.values())) == len(recipes), recipes
     assert settings([]) == recipes[recipe.DEFAULT]
+
+
+def test_the_card_says_whether_pipeline_gives_the_probabilities_the_figures_were_scored_on(trained, tmp_path):
+    """`pipeline` gives the softmax as it is: the card says it lacks the temperature where one was kept, and that it
+    is what the figures were scored on where the temperature is 1 (the fitted one not kept)."""
+    import shutil
+
+    from models.card import render_card
+
+    for temperature, said in ((0.8, "without the temperature"), (1.0, "`pipeline` gives the probabilities")):
+        folder = tmp_path / f"t{temperature}"
+        shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("checkpoints", "*.safetensors"))
+        calibration = json.loads((folder / "calibration.json").read_text())
+        (folder / "calibration.json").write_text(json.dumps({**calibration, "temperature": temperature}))
+        text = render_card(folder).text
+        assert said in text and f"temperature of {temperature:.2f}" in text, temperature
+        assert ("(temperature-scaled)" in text) == (temperature != 1)
+        assert ("without the temperature" in text) == (temperature != 1)
 
 
 def test_a_base_that_names_no_hub_id_is_said_before_training(small_data, tiny_base, tmp_path, capsys, monkeypatch):
