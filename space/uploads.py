@@ -109,15 +109,14 @@ def _image(data: bytes, name: str, budget: Budget) -> DecodedFrame:
         return DecodedFrame(name, scan.gray, scan.colour)
     except ScanError as e:
         return DecodedFrame(name, error=f"cannot read {name}: {e.reason}")
+    except Image.DecompressionBombError:  # a header past Pillow's own bound: refused before _check_shape
+        return DecodedFrame(name, error=f"cannot read {name}: {TOO_LARGE}")
+    except Image.UnidentifiedImageError:
+        return DecodedFrame(
+            name,
+            error=f"cannot read {name}: not an image in a supported format (JPEG, PNG, TIFF, BMP, WebP) nor a DICOM",
+        )
     except Exception as e:  # Pillow raises many types on a malformed header
-        if isinstance(e, Image.DecompressionBombError):  # a header past Pillow's bound: refused before _check_shape
-            return DecodedFrame(name, error=f"cannot read {name}: {TOO_LARGE}")
-        if isinstance(e, Image.UnidentifiedImageError):
-            return DecodedFrame(
-                name,
-                error=f"cannot read {name}: not an image in a supported format (JPEG, PNG, "
-                "TIFF, BMP, WebP) nor a DICOM",
-            )
         return DecodedFrame(name, error=f"cannot read {name}: the file is damaged ({type(e).__name__})")
 
 

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.print(f"split: {split.source}")
 
     # 2. The base model with a 4-class head, and the one image processor saved with it.
-    base_config = AutoConfig.from_pretrained(args.base_model)  # read once: the input size, drop path, the record
+    base_config = AutoConfig.from_pretrained(args.base_model)  # read once: the input size and the drop path
     if not base_model_id(args):
         accelerator.print(
             "note: the base names no Hub id, so the model card will say 'a local pretrained checkpoint' and the "
