@@ -20,7 +20,7 @@ import numpy as np
 from gradio_client import Client, handle_file
 
 from octcore.imaging import read_scan
-from space.engine import Models, classify, one_core_per_model
+from space.engine import Models, classify, one_blas_thread
 from space.ui import predict as predict_in_process
 from space.uploads import DecodedFrame
 from space.workers import DecodePool
@@ -66,7 +66,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
 
-    one_core_per_model()  # as the app does at start
+    one_blas_thread()  # as the app does at start
     models, pool = Models(args.vit, args.baseline), DecodePool(size=1).start()
     show(
         "the app's own work (predict, in process)",

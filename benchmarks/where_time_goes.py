@@ -5,11 +5,11 @@
 
 With the first --repeats scans of DATA (a dataset folder; the bundled, downsized sample by default), the
 median ms of: the Space's parts of one request (the scan check, each model's steps, the panels' pictures), the
-two models one after the other against side by side as the Space runs them (one core each), the int8 ViT with 1
-and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode, augmentation, resize; the
-processor against its table, which replaced it; with --augment-at input, the decode once and the augmentation in
-the resize). --compare-onnx runs another int8 export of the same model
-alternately with the folder's, one scan each in turn in one process, so that a drift in the machine's speed
+two models one after the other against side by side (the ViT on one core, then on every CPU as the Space runs
+it), the int8 ViT with 1 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode,
+augmentation, resize; the processor against its table, which replaced it; with --augment-at input, the decode
+once and the augmentation in the resize). --compare-onnx runs another int8 export of the same model alternately
+with the folder's, one scan each in turn in one process, so that a drift in the machine's speed
 touches both alike (how an export change was measured).
 """
 
@@ -24,7 +24,7 @@ from models.classical import embed, load_classical
 from models.vit import ONNX_DIR, ONNX_INT8, load_vit, processor_images, table_pixels
 from octcore.imaging import ScanImage, eight_bit, read_scan
 from octcore.quality import scan_warnings
-from space.engine import Answer, Frame, classify, one_core_per_model
+from space.engine import Answer, Frame, classify, one_blas_thread, vit_threads
 from space.render import model_panel
 from space.uploads import DecodedFrame
 from train.data import augment, augment_resized, speckle_bank
@@ -96,14 +96,15 @@ def main() -> None:
     show("both models, then both panels", median_ms(panels, n))
     show("both models alone", analysed)
 
-    # As the Space runs them: side by side, one core each (BLAS and the ViT's ONNX Runtime on one thread), with the
-    # scan check beside the ViT. Process-wide, so measured last among the request's parts.
-    one_core_per_model()
-    beside = [load_vit(Path(args.vit), threads=1), classical]
-    show(
-        "both models side by side, one core each (engine.classify)",
-        median_ms(lambda i: classify(DecodedFrame("scan", grays[i]), beside), n),
-    )
+    # Side by side, with the scan check beside the ViT: BLAS on one thread (process-wide, so measured last among
+    # the request's parts), the ViT's ONNX Runtime on one thread, then on every CPU as the Space runs it.
+    one_blas_thread()
+    for threads, what in ((1, "one core each"), (vit_threads(), f"the ViT on {vit_threads()} CPUs (the Space)")):
+        beside = [load_vit(Path(args.vit), threads=threads), classical]
+        show(
+            f"both models side by side, {what}",
+            median_ms(lambda i, beside=beside: classify(DecodedFrame("scan", grays[i]), beside), n),
+        )
 
     if vit.backend == "onnx":
         print("the int8 ViT's forward pass by ONNX Runtime threads:")

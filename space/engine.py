@@ -36,6 +36,17 @@ LOW_CONFIDENCE = 0.6  # top probability below this is shown as uncertain
 BESIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="oct-model")
 
 
+def vit_threads() -> int:
+    """The ViT's ONNX Runtime threads: every CPU this process may use. The ViT is the longer side of a request
+    (several times the classical model's time), so it takes both of the Space's cores and shares one of them with
+    the classical model while that runs. Its idle threads yield the core rather than spin (`models.vit`), so
+    the two do not fight over it (benchmarks/where_time_goes.py: side by side against one thread)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclass
 class Answer:
     """One model's answer for one frame."""
@@ -105,8 +116,8 @@ class Models:
     """The ViT and the classical models, loaded once by `models.load_model`; what is missing is said, not raised.
 
     vit: a folder or Hub id; classical: one or several (a list, or comma-separated), the first shown by
-    default. Unset, they come from OCT_VIT_MODEL / OCT_BASELINE_MODEL, else from space/models/. The ViT gets one
-    CPU thread, as it runs beside a classical model (see `one_core_per_model`).
+    default. Unset, they come from OCT_VIT_MODEL / OCT_BASELINE_MODEL, else from space/models/. The ViT gets every
+    CPU (`vit_threads`), the classical model one BLAS thread beside it (`one_blas_thread`).
     """
 
     def __init__(self, vit: str | None = None, classical: str | list[str] | None = None):
@@ -118,7 +129,7 @@ class Models:
         classical = classical or os.environ.get(BASELINE_ENV) or default_classical()
         sources = classical.split(",") if isinstance(classical, str) else list(classical)
         try:
-            self.vit = load_model(vit, threads=1)
+            self.vit = load_model(vit, threads=vit_threads())
             self.origins[id(self.vit)] = vit
         except Exception as e:  # any failure to load is reported in the app, never fatal
             self.problems.append(
@@ -158,12 +169,12 @@ def default_classical() -> list[str]:
     return [str(p) for p in found] or [str(DEFAULT_BASELINE)]
 
 
-def one_core_per_model() -> None:
+def one_blas_thread() -> None:
     """Let the models of a request share the CPUs without fighting over them: BLAS (the classical model's
-    kernel) gets one thread in this process, as the ViT's ONNX Runtime does in `Models`. Otherwise each library
-    keeps threads busy-waiting on the core the other model is using, and side by side is no faster than one
-    after the other (benchmarks/where_time_goes.py). Process-wide for the pinned wheels' OpenBLAS (pthreads), so
-    the app calls it once at start; another BLAS build may keep its own threads, which is said, not fatal."""
+    kernel) gets one thread in this process. Otherwise its pool keeps threads busy-waiting on the cores the ViT
+    is using, and side by side is no faster than one after the other (benchmarks/where_time_goes.py).
+    Process-wide for the pinned wheels' OpenBLAS (pthreads), so the app calls it once at start; another BLAS
+    build may keep its own threads, which is said, not fatal."""
     threadpool_limits(1, user_api="blas")
     unlimited = [pool for pool in threadpool_info() if pool["user_api"] == "blas" and pool["num_threads"] != 1]
     if unlimited:

@@ -20,7 +20,7 @@ from octcore.hub import names_hub_repo
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL, REFERRAL_SHOWN
 from octcore.metrics import with_ci
 from space import render
-from space.engine import Models, Upload, analyse_upload, as_record, batch_frames, one_core_per_model
+from space.engine import Models, Upload, analyse_upload, as_record, batch_frames, one_blas_thread
 from space.uploads import is_zip
 from space.workers import MAX_UPLOAD, DecodePool
 
@@ -408,7 +408,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
 def launch(models: Models, **options) -> gr.Blocks:
     """The app as the Space runs it: queued (4 requests at once per event listener), uploads capped, decoding in
     worker processes, the models of a request side by side."""
-    one_core_per_model()
+    one_blas_thread()
     # Gradio recomputes its monitoring summary (pandas, over up to 10,000 past events) after every event by default;
     # every 100 events keeps the numbers it shows current enough at a hundredth of the cost.
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")

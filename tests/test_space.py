@@ -64,6 +64,25 @@ def test_a_real_scan_gets_both_answers_explained_side_by_side(models, a_scan):
     assert "Every frame" not in out[SUMMARY]  # one frame: no table
 
 
+def test_the_vit_may_use_every_cpu_beside_the_classical_model(tiny_vit, small_baseline, monkeypatch):
+    """The ViT is the longer side of a request, so the Space gives it every CPU the process may use (its idle
+    threads yield, models.vit), not one core as when the two models cost about the same."""
+    import os
+
+    import space.engine
+    from models import load_model
+
+    asked = {}
+
+    def load(source, backend="auto", threads=None):
+        asked[Path(source).name] = threads
+        return load_model(source, backend, threads)
+
+    monkeypatch.setattr(space.engine, "load_model", load)
+    space.engine.Models(vit=str(tiny_vit), classical=str(small_baseline))
+    assert asked[Path(tiny_vit).name] == len(os.sched_getaffinity(0))
+
+
 def test_the_models_run_side_by_side_and_answer_as_they_do_alone(models, a_scan, monkeypatch):
     scan, threads = read_scan(a_scan), {}
     for model in models.chosen():
