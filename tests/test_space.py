@@ -2,6 +2,7 @@
 
 import base64
 import io
+import re
 import threading
 import time
 import zipfile
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 from skimage import data as pictures
 
+from conftest import ROOT
 from hostile import dicom
 from octcore.imaging import ScanImage, read_scan
 from octcore.labels import CLASSES
@@ -348,41 +350,46 @@ def test_deploy_bundle_starts_from_its_folder_alone(tiny_vit, small_baseline, tm
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
-    env.pop("OCT_VIT_MODEL", None), env.pop("OCT_BASELINE_MODEL", None)
-    check = (
-        "import runpy; runpy.run_path('space/app.py', run_name='bundle_check'); "  # app.py puts the bundle first
-        "import octcore, models.vit, models.classical, baselines.features, space.engine; "
-        "print(octcore.__file__, models.vit.__file__, models.classical.__file__, baselines.features.__file__, "
-        "space.engine.__file__)"
-    )
-    where = subprocess.run(
-        [sys.executable, "-c", check], cwd=bundle, capture_output=True, text=True, env=env, timeout=120
-    )
-    assert where.returncode == 0, where.stderr[-2000:]
-    assert all(path.startswith(str(bundle)) for path in where.stdout.split()), where.stdout
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+    env.pop("OCT_VIT_MODEL", None), env.pop("OCT_BASELINE_MODEL", None), env.pop("PYTHONPATH", None)
+    # Started as the Space starts it, with -v: Python then names the file of every module it imports, so the
+    # one start shows both that the app serves and that the project's code came from the bundle, not the repo.
     server = subprocess.Popen(
-        [sys.executable, "space/app.py"],
+        [sys.executable, "-v", "space/app.py"],
         cwd=bundle,
-        env={**env, "PYTHONUNBUFFERED": "1"},
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        printed = []
-        for line in server.stdout:  # Gradio prints its URL once it serves; no polling against a clock
+    printed, serving = [], threading.Event()
+
+    def drain() -> None:  # read everything, so that the server never blocks on a full pipe
+        for line in server.stdout:
             printed.append(line)
             if "Running on local URL" in line:
-                break
-        else:
-            pytest.fail("the bundle's app exited before serving:\n" + "".join(printed)[-2000:])
+                serving.set()
+        serving.set()  # exited: let the test fail at once
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        serving.wait(timeout=600)  # set when Gradio prints its URL, or when the app exits; no polling
+        assert server.poll() is None, "the bundle's app exited before serving:\n" + "".join(printed)[-2000:]
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         out = client.predict(handle_file(str(a_scan)), None, api_name="/predict")
         assert "referral:" in out[VIT_PANEL] and "referral:" in out[CLASSICAL_PANEL]
     finally:
         server.terminate()
         server.wait(timeout=30)
+    loaded = {
+        re.sub(r"__pycache__/(\w+)\.cpython-\d+\.pyc$", r"\1.py", line.split("code object from ")[1].strip(" '\n"))
+        for line in list(printed)
+        if line.startswith("# code object from ")
+    }
+    ours = ("octcore/__init__.py", "models/vit.py", "models/classical.py", "baselines/features.py", "space/engine.py")
+    assert {str(bundle / name) for name in ours} <= loaded, sorted(p for p in loaded if str(bundle) in p)
+    packages = [str(ROOT / name) + "/" for name in ("octcore", "models", "baselines", "space", "train", "compare")]
+    assert not [p for p in loaded if p.startswith(tuple(packages))], "the bundle imported the repo's own code"
 
 
 def test_deploy_with_hub_ids_writes_a_space_card_the_hub_accepts(tmp_path):
