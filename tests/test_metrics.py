@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from octcore.labels import penalty_matrix
-from octcore.metrics import evaluate
+from octcore.metrics import evaluate, weighted_aucs
 from octcore.plots import save_report_plots
 
 # CNV=0, DME=1, DRUSEN=2, NORMAL=3. Three errors: CNV->DME, DRUSEN->NORMAL, NORMAL->CNV.
@@ -68,6 +68,22 @@ def test_bootstrap_resamples_patients_not_images():
     image_width = np.diff(by_image["ci95"]["accuracy"])[0]
     assert patient_width > 0.9 and image_width < 0.3
     assert by_patient["bootstrap"]["unit"] == "patient" and by_image["bootstrap"]["unit"] == "image"
+
+
+def test_the_bootstraps_aucs_are_scikit_learns():
+    """weighted_aucs, the bootstrap's thousand AUCs at once, gives what roc_auc_score gives for each resample's
+    weights: with tied scores, scans weighed zero, and NaN where a resample holds one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    truth = rng.random(120) < 0.4
+    for score in (rng.random(120) + truth * 0.3, np.round(rng.random(120) + truth * 0.3, 1)):  # the second with ties
+        weights = rng.multinomial(120, np.full(120, 1 / 120), size=200).astype(float)  # as the bootstrap draws them
+        weights[0] = truth  # a resample of positives alone
+        aucs = weighted_aucs(truth, score, weights)
+        assert np.isnan(aucs[0]) and np.isfinite(aucs[1:]).all()
+        expected = [roc_auc_score(truth[w > 0], score[w > 0], sample_weight=w[w > 0]) for w in weights[1:]]
+        np.testing.assert_allclose(aucs[1:], expected, rtol=0, atol=1e-12)
 
 
 def test_undefined_figures_are_none_not_crashes():
