@@ -99,7 +99,8 @@ def main() -> None:
     # Side by side, with the scan check beside the ViT: BLAS on one thread (process-wide, so measured last among
     # the request's parts), the ViT's ONNX Runtime on one thread, then on every CPU as the Space runs it.
     one_blas_thread()
-    for threads, what in ((1, "one core each"), (vit_threads(), f"the ViT on {vit_threads()} CPUs (the Space)")):
+    cpus = vit_threads()
+    for threads, what in ((1, "one core each"), (cpus, f"the ViT on {cpus} CPUs (the Space)")):
         beside = [load_vit(Path(args.vit), threads=threads), classical]
         show(
             f"both models side by side, {what}",
