@@ -11,6 +11,9 @@ from octcore.labels import CLASSES, URGENT_CLASSES, penalty_matrix
 
 URGENT_IDS = [CLASSES.index(c) for c in URGENT_CLASSES]
 ECE_BINS = 15
+# weighted_aucs takes the bootstrap's replicates this many at a time: a few arrays of (this x scans) float64, 4 MB
+# each at a full-size test split's 8,000 scans, where all 1,000 at once, weighed per scan, peaked at 394 MB.
+REPLICATES_AT_ONCE = 64
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -24,23 +27,32 @@ def _auc(truth: np.ndarray, score: np.ndarray) -> float | None:
     return float(roc_auc_score(truth, score))
 
 
-def weighted_aucs(truth: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC of `score` for the binary `truth` under each row of `weights` (replicates x scans), NaN where a
-    row weighs only one class: what `roc_auc_score(truth, score, sample_weight=row)` gives, for all rows at once.
+def weighted_aucs(
+    truth: np.ndarray, score: np.ndarray, weights: np.ndarray, unit_of: np.ndarray | None = None
+) -> np.ndarray:
+    """ROC AUC of `score` for the binary `truth` under each row of `weights` (replicates x units), NaN where a
+    row weighs only one class: what `roc_auc_score(truth, score, sample_weight=row[unit_of])` gives, for all rows
+    at once. unit_of: each scan's unit (the bootstrap's patient), a column of `weights`; by default each scan's own.
 
     Written here because the bootstrap needs a thousand of them, and scikit-learn validates its inputs on every
     call (about 4 ms each, most of an evaluation). It is the Mann-Whitney form of the same AUC: each positive's
     weight times the negative weight scored below it, ties counted half (scikit-learn's trapezoids)."""
     order = np.argsort(score, kind="stable")
     sorted_score, sorted_truth = score[order], truth[order].astype(bool)
+    sorted_unit = order if unit_of is None else unit_of[order]
     starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])  # one group per distinct score
-    ordered = weights[:, order]
-    positive = np.add.reduceat(ordered * sorted_truth, starts, axis=1)  # (replicates, distinct scores)
-    negative = np.add.reduceat(ordered * ~sorted_truth, starts, axis=1)
-    below = np.cumsum(negative, axis=1) - negative
-    pairs = positive.sum(axis=1) * negative.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, (positive * (below + negative / 2)).sum(axis=1) / pairs, np.nan)
+    aucs = np.empty(len(weights))
+    for first in range(0, len(weights), REPLICATES_AT_ONCE):
+        ordered = weights[first : first + REPLICATES_AT_ONCE][:, sorted_unit]  # (replicates, scans by score)
+        positive = np.add.reduceat(ordered * sorted_truth, starts, axis=1)  # (replicates, distinct scores)
+        negative = np.add.reduceat(ordered * ~sorted_truth, starts, axis=1)
+        below = np.cumsum(negative, axis=1) - negative
+        pairs = positive.sum(axis=1) * negative.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aucs[first : first + len(ordered)] = np.where(
+                pairs > 0, (positive * (below + negative / 2)).sum(axis=1) / pairs, np.nan
+            )
+    return aucs
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = ECE_BINS) -> float:
@@ -107,7 +119,7 @@ def _bootstrap(y_true, pred, urgent_score, groups, n_boot: int, seed: int) -> di
             "urgent_sensitivity": tp_u / pos_u,
             "urgent_specificity": tn_u / neg_u,
         }
-    stats["urgent_auc"] = weighted_aucs(urgent_true, urgent_score, weights[:, patient_of])
+    stats["urgent_auc"] = weighted_aucs(urgent_true, urgent_score, weights, patient_of)
 
     def interval(values: np.ndarray) -> list[float | None]:
         values = values[np.isfinite(values)]

@@ -71,8 +71,9 @@ def test_bootstrap_resamples_patients_not_images():
 
 
 def test_the_bootstraps_aucs_are_scikit_learns():
-    """weighted_aucs, the bootstrap's thousand AUCs at once, gives what roc_auc_score gives for each resample's
-    weights: with tied scores, scans weighed zero, and NaN where a resample holds one class only."""
+    """weighted_aucs, the bootstrap's thousand AUCs at once (in chunks of rows), gives what roc_auc_score gives for
+    each resample's weights, per scan or per patient: with tied scores, scans weighed zero, and NaN where a
+    resample holds one class only."""
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(0)
@@ -84,6 +85,10 @@ def test_the_bootstraps_aucs_are_scikit_learns():
         assert np.isnan(aucs[0]) and np.isfinite(aucs[1:]).all()
         expected = [roc_auc_score(truth[w > 0], score[w > 0], sample_weight=w[w > 0]) for w in weights[1:]]
         np.testing.assert_allclose(aucs[1:], expected, rtol=0, atol=1e-12)
+        patient_of = rng.integers(0, 40, 120)  # weights per patient, as the bootstrap resamples them
+        by_patient = rng.multinomial(40, np.full(40, 1 / 40), size=200).astype(float)
+        expected = [roc_auc_score(truth, score, sample_weight=w[patient_of]) for w in by_patient]
+        np.testing.assert_allclose(weighted_aucs(truth, score, by_patient, patient_of), expected, rtol=0, atol=1e-12)
 
 
 def test_undefined_figures_are_none_not_crashes():
