@@ -6,6 +6,7 @@ temporary folder with TMPDIR there too, so whatever it writes lands outside the 
 """
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -82,6 +83,9 @@ def test_notebook_runs_top_to_bottom(kernel_env: Path):
     for expected in ("image-level 5-fold CV", "patient-level 5-fold CV", "exact McNemar test", "HOG+LBP SVM"):
         assert expected in text
     assert ("STAND-IN" in text) != SHARED_DINOV2.is_dir()  # the stand-in exactly when no base checkpoint loads
+    if SHARED_DINOV2.is_dir():  # the real DINOv2-S: its ViT learns in the notebook's minute, far from guessing (0.25)
+        vit_accuracy = float(re.search(r"^ViT +accuracy (\d\.\d+)", text, re.MULTILINE).group(1))
+        assert vit_accuracy >= 0.5, text
     # scans, HOG/LBP grid, training curves, confusion matrices: inline figures survive octcore.plots' Agg switch
     assert images >= 4
     assert list(kernel_env.parent.glob("oct-notebook-*/vit/config.json"))  # written under TMPDIR, not the repo

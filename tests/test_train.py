@@ -522,6 +522,53 @@ def test_a_base_that_names_no_hub_id_is_said_before_training(small_data, tiny_ba
     assert trainer.base_model_id(ask) == "facebook/dinov2-small"  # a Hub id given as the base is named as it is
 
 
+def test_a_linear_probe_head_gives_the_logistic_regressions_probabilities():
+    """--head-init linear-probe: the head, taking the features as they come, gives the probabilities of the logistic
+    regression fitted on them standardised (features of very different scales, as a ViT's are); a class with no
+    training scan is never predicted, and two classes give the one-row binary fit's answers."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from train.loop import fit_head_by_linear_probe
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 30)
+    features = rng.normal(size=(120, 12)) + labels[:, None] * rng.normal(size=12)  # overlapping class clouds
+    features = features * np.logspace(-2, 3, 12) + 50.0  # scales from 0.01 to 1000, off centre
+    model = torch.nn.Module()
+    model.classifier = torch.nn.Linear(12, 4)
+    for present in ([0, 1, 2, 3], [0, 1, 3], [1, 3]):
+        keep = np.isin(labels, present)
+        x, y = features[keep], labels[keep]
+        accuracy = fit_head_by_linear_probe(model, x, y)
+        with torch.no_grad():
+            proba = model.classifier(torch.as_tensor(features, dtype=torch.float32)).double().softmax(1).numpy()
+        scaler = StandardScaler().fit(x)
+        fitted = LogisticRegression(max_iter=2000).fit(scaler.transform(x), y)
+        expected = fitted.predict_proba(scaler.transform(features))
+        np.testing.assert_allclose(proba[:, present], expected, atol=1e-3, err_msg=str(present))
+        assert proba[:, np.setdiff1d(np.arange(4), present)].max(initial=0) < 1e-3
+        assert accuracy == pytest.approx((fitted.predict(scaler.transform(x)) == y).mean()) and accuracy > 0.5
+
+
+def test_a_run_with_a_linear_probe_head_fits_it_on_the_training_scans_and_says_so(
+    trained, small_data, tiny_base, tmp_path, capsys
+):
+    """The probe is fitted on every training scan of the split (each once, unaugmented) before the first step; the
+    run's record and card say how its head began."""
+    import train.__main__ as trainer
+
+    out = tmp_path / "probed"
+    options = ["--data", str(small_data), "--base-model", str(tiny_base), "--out", str(out), "--workers", "0"]
+    assert trainer.main([*options, "--epochs", "1", "--batch-size", "8", "--head-init", "linear-probe"]) == 0
+    scans = discover(small_data)
+    n_train = len(select(scans, load_split(out / "split.json", scans), "train"))
+    assert f"head: linear probe on {n_train} training scans" in capsys.readouterr().out
+    assert json.loads((out / "training.json").read_text())["details"]["head_init"] == "linear-probe"
+    assert "first fitted as a linear probe" in (out / "README.md").read_text()
+    assert "linear probe" not in (trained / "README.md").read_text()  # the default: a random head
+
+
 def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base, tmp_path, monkeypatch, capsys):
     """Stochastic depth (DINOv2 skips residual branches in training only) is on by default where the base has it,
     as asked with --drop-path, and off by default for a base without it (ViT), which refuses an explicit one

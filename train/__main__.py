@@ -42,9 +42,11 @@ from octcore.plots import read_training_log, save_training_curves
 from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT, ModelInputs, input_size, make_processor, scan_dataset
 from train.export_onnx import export_and_check
 from train.loop import (
+    HEAD_INIT,
     MIXED_PRECISION,
     Progress,
     base_problem,
+    fit_head_by_linear_probe,
     latest_checkpoint,
     native_mixed_precision,
     param_groups,
@@ -102,6 +104,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="layer-wise learning-rate decay (default %(default)s; 1 = none)",
     )
     add("--freeze-layers", type=int, default=0, help="freeze the embeddings and this many lowest blocks")
+    add(
+        "--head-init",
+        choices=HEAD_INIT,
+        default="random",
+        help="random (default, the recipe chosen on validation): a new random head; linear-probe: first fit the head "
+        "as a logistic regression on the base model's features of the training scans (one pass over them). With "
+        "--freeze-layers at the base's block count (12 for DINOv2-S), a linear probe of the pretrained features, "
+        "which learns in minutes on a CPU (the teaching notebook's ViT)",
+    )
     add(
         "--drop-path",
         type=float,
@@ -201,6 +212,7 @@ def training_record(args: argparse.Namespace, scans, split: list[str], size: tup
             "frozen": f"embeddings and the lowest {args.freeze_layers} blocks frozen"
             if args.freeze_layers
             else "all layers trained",
+            "head_init": args.head_init,
             "mixed_precision": args.mixed_precision,
             "augment_at": args.augment_at,
             "drop_path": args.drop_path,
@@ -323,6 +335,16 @@ def main(argv: list[str] | None = None) -> int:
         drop_decoded()
         print(json.dumps({**timing, "decoded_once_s": None if decoded_s is None else round(decoded_s, 1)}))
         return 0
+    # The training scans unaugmented, in order: for --head-init linear-probe and for the detector fitted in step 7.
+    plain_train = accelerator.prepare(loader(select(scans, split.names, "train"), False)[0])
+
+    # --head-init linear-probe: the head fitted on the base's features of the training scans before any step (not
+    # on a resume, whose checkpoint holds the head as training left it).
+    checkpoints = out / "checkpoints"
+    if args.head_init == "linear-probe" and not latest_checkpoint(checkpoints):
+        _, features, labels = predict(model.to(accelerator.device), plain_train, accelerator, inputs)
+        fitted = fit_head_by_linear_probe(model, features, labels)
+        accelerator.print(f"head: linear probe on {len(labels)} training scans ({fitted:.1%} of them right)")
 
     # 4. Optimizer with layer-wise decay, warm-up then cosine schedule, all prepared by Accelerate.
     optimizer = torch.optim.AdamW(param_groups(model, args.lr, args.layer_decay, args.weight_decay))
@@ -345,7 +367,6 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.init_trackers("oct-vit", config={k: v for k, v in vars(args).items() if k not in local_paths})
 
     # 5. Resume from the last complete checkpoint, if a previous run of this command left one.
-    checkpoints = out / "checkpoints"
     last = latest_checkpoint(checkpoints)
     if last:
         accelerator.load_state(str(last))
@@ -432,7 +453,6 @@ def main(argv: list[str] | None = None) -> int:
     #    test patients, never seen in training or model selection; the folder, its card and curves; push if asked.
     best = AutoModelForImageClassification.from_pretrained(checkpoints / "best", use_safetensors=True)
     best = best.to(accelerator.device)
-    plain_train = accelerator.prepare(loader(select(scans, split.names, "train"), False)[0])
     parts = {
         name: predict(best, batches, accelerator, inputs)
         for name, batches in (("train", plain_train), ("val", val_loader), ("test", test_loader))
