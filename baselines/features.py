@@ -21,9 +21,9 @@ from scipy import ndimage
 from skimage.draw import line as draw_line
 from skimage.feature import hog, local_binary_pattern
 
+from baselines.options import KINDS
 from octcore.imaging import ScanImage, ScanInput, read_scan, resize
 
-KINDS = ("hog", "lbp", "hog+lbp")
 # Bump when the code computes different features from the same settings: folders made before are refused.
 FEATURES_VERSION = 3
 TILE = (4, 4)  # pixels are counted once per tile, and the shifted grids move by whole tiles

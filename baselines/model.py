@@ -17,11 +17,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
+from baselines.options import EXACT_LIMIT, PARAM_GRID, SOLVERS
 from octcore.data import row_parts
-
-SOLVERS = ("rbf", "nystroem", "linear")
-EXACT_LIMIT = 10_000  # 'auto' uses the exact kernel SVM below this many training scans
-PARAM_GRID = {"C": [3.0, 10.0, 30.0], "gamma_scale": [0.25, 0.5, 1.0]}
 
 
 class RBFKernel:

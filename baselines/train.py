@@ -15,21 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from baselines.cache import cached_features
-from baselines.features import KINDS, FeatureSettings
-from baselines.io import save_model_folder
-from baselines.model import PARAM_GRID, SOLVERS, OCTSVMClassifier, search_hyperparameters
-from models.base import Classification
-from models.card import TRAINING_FILE
-from models.classical import FORMAT, embed
-from models.push import push_model
-from models.scope import fit_calibration, test_summary
-from octcore.data import SPLITS, DataError, describe_data, discover, split_scans, targets
-from octcore.imaging import ScanError
-from octcore.labels import CLASSES
-from octcore.metrics import evaluate, with_ci
+from baselines.options import EXACT_LIMIT, KINDS, PARAM_GRID, SOLVERS
 
 FEATURE_WORDS = {
     "hog": "histograms of oriented gradients (HOG)",
@@ -48,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         "--solver",
         choices=("auto", *SOLVERS),
         default="auto",
-        help="auto: exact RBF SVM below 10,000 scans, Nystroem + linear SVM above",
+        help=f"auto: exact RBF SVM below {EXACT_LIMIT:,} scans, Nystroem + linear SVM above",
     )
     parser.add_argument("--C", type=float, help=f"SVM C (default: searched over {PARAM_GRID['C']})")
     parser.add_argument(
@@ -68,6 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the model folder to this Hub repo")
     args = parser.parse_args(argv)
+    # Only now the imports that take seconds (scikit-learn, scikit-image, skops, and the modules that use them), so
+    # that --help and a usage error answer at once.
+    import numpy as np
+
+    from baselines.cache import cached_features
+    from baselines.features import FeatureSettings
+    from baselines.io import save_model_folder
+    from baselines.model import OCTSVMClassifier, search_hyperparameters
+    from models.base import Classification
+    from models.card import TRAINING_FILE
+    from models.classical import FORMAT, embed
+    from models.push import push_model
+    from models.scope import fit_calibration, test_summary
+    from octcore.data import SPLITS, DataError, describe_data, discover, split_scans, targets
+    from octcore.imaging import ScanError
+    from octcore.labels import CLASSES
+    from octcore.metrics import evaluate, with_ci
+
     progress = sys.stderr.isatty()
 
     # 1. Scans and the one patient-disjoint split.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT
+from train.options import AUGMENT_AT, DEFAULT_AUGMENT_AT
 
 
 def run(command: list[str]) -> tuple[float, float, float, str]:

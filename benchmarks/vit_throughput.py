@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 from octcore.plots import read_training_log
-from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT
-from train.loop import MIXED_PRECISION, base_problem, native_mixed_precision
+from train.loop import base_problem, native_mixed_precision
+from train.options import AUGMENT_AT, DEFAULT_AUGMENT_AT, MIXED_PRECISION
 
 FULL_TRAIN = 83_484
 

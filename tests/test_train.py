@@ -580,7 +580,7 @@ def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base
     built = []
     load = AutoModelForImageClassification.from_pretrained
     monkeypatch.setattr(
-        trainer.AutoModelForImageClassification,
+        AutoModelForImageClassification,
         "from_pretrained",
         lambda *a, **k: built.append(load(*a, **k)) or built[-1],
     )

@@ -23,43 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
-from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForImageClassification, get_cosine_schedule_with_warmup
-
-from models.base import Classification
-from models.card import TRAINING_FILE, render_card
-from models.push import push_model
-from models.scope import fit_calibration, softmax, test_summary
-from octcore.data import DataError, describe_data, discover, select, split_scans
 from octcore.hub import is_repo_id, names_hub_repo
-from octcore.labels import CLASSES
-from octcore.metrics import evaluate, with_ci
-from octcore.plots import read_training_log, save_training_curves
-from train.data import AUGMENT_AT, DEFAULT_AUGMENT_AT, ModelInputs, input_size, make_processor, scan_dataset
-from train.export_onnx import export_and_check
-from train.loop import (
+from train.options import (
+    AUGMENT_AT,
+    DEFAULT_AUGMENT_AT,
+    DEFAULT_BASE,
+    DEFAULT_DROP_PATH,
     HEAD_INIT,
     MIXED_PRECISION,
-    Progress,
-    base_problem,
-    fit_head_by_linear_probe,
-    latest_checkpoint,
-    native_mixed_precision,
-    param_groups,
-    predict,
-    save_best,
-    save_checkpoint,
-    save_model_folder,
-    time_data_loading,
 )
-from train.tracking import JSONLinesTracker
-
-DEFAULT_BASE = "facebook/dinov2-small"
-DEFAULT_DROP_PATH = 0.1  # benchmarks/vit_recipe.py, third round
 
 
 def has_stochastic_depth(base_config) -> bool:
@@ -178,6 +150,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.base_model_id and not is_repo_id(args.base_model_id):  # the card would silently leave it out
         parser.error(f"--base-model-id {args.base_model_id!r} is not a Hub id of the form owner/name")
     if args.mixed_precision == "auto":
+        from train.loop import native_mixed_precision  # imports torch: only once the arguments are good
+
         args.mixed_precision = native_mixed_precision()
     return args
 
@@ -190,6 +164,8 @@ def base_model_id(args: argparse.Namespace) -> str | None:
 
 def training_record(args: argparse.Namespace, scans, split: list[str], size: tuple[int, int], processes: int) -> dict:
     """training.json: what the card says about how this model was made (no local path in it)."""
+    from octcore.data import describe_data
+
     base_id = base_model_id(args)
     return {
         "kind": "vit",
@@ -223,6 +199,39 @@ def training_record(args: argparse.Namespace, scans, split: list[str], size: tup
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Only now the imports that take seconds (torch, transformers, accelerate, datasets, and the modules that use
+    # them), so that --help and a usage error answer at once.
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from tqdm.auto import tqdm
+    from transformers import AutoConfig, AutoModelForImageClassification, get_cosine_schedule_with_warmup
+
+    from models.base import Classification
+    from models.card import TRAINING_FILE, render_card
+    from models.push import push_model
+    from models.scope import fit_calibration, softmax, test_summary
+    from octcore.data import DataError, discover, select, split_scans
+    from octcore.labels import CLASSES
+    from octcore.metrics import evaluate, with_ci
+    from octcore.plots import read_training_log, save_training_curves
+    from train.data import ModelInputs, input_size, make_processor, scan_dataset
+    from train.export_onnx import export_and_check
+    from train.loop import (
+        Progress,
+        base_problem,
+        fit_head_by_linear_probe,
+        latest_checkpoint,
+        param_groups,
+        predict,
+        save_best,
+        save_checkpoint,
+        save_model_folder,
+        time_data_loading,
+    )
+    from train.tracking import JSONLinesTracker
+
     problem = base_problem(args.base_model)
     if problem:
         print(

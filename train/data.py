@@ -23,6 +23,7 @@ import octcore.imaging
 from models.vit import presized, processor_images, processor_table
 from octcore.data import Scan, to_hf_dataset
 from octcore.imaging import DECODE_SIZE, eight_bit, read_scan, to_image
+from train.options import AUGMENT_AT
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DINOV2_SIZE = (168, 336)  # (height, width): 12 x 24 patches of 14 px, chosen on validation (benchmarks/vit_recipe.py)
@@ -49,13 +50,6 @@ def make_processor(base_model: str, size: tuple[int, int]):
 
 
 SPECKLE_DRAWS = 1 << 22  # gamma draws kept per process: 16 MB, 16 to 33 scans' worth at decode size
-# Where the augmentation runs: on the decoded scan, or as part of the resize to the model's input (the default):
-# the scans are decoded once (decoded_table), the zoom and shift become the resize's source box and the rest works
-# on about a quarter of the pixels, so a loader worker neither decodes nor resamples a full-size scan every epoch.
-# Chosen on validation (benchmarks/vit_recipe.py): it scored as 'scan' does, and feeds a GPU with a third of the
-# loader cores.
-AUGMENT_AT = ("scan", "input")
-DEFAULT_AUGMENT_AT = "input"
 SCAN_SPECKLE = 16  # gamma shape of the speckle on the decoded scan: sd 1/4
 ZOOM, SHIFT = (0.9, 1.1), 0.05  # zoom range; shift, as a fraction of the width and the height, either way
 

@@ -28,9 +28,6 @@ def base_problem(base_model: str) -> str | None:
     return None
 
 
-MIXED_PRECISION = ("auto", "no", "fp16", "bf16")  # --mixed-precision: auto, then what Accelerate takes
-
-
 def native_mixed_precision() -> str:
     """What `--mixed-precision auto` means on this machine: bf16 autocast where the hardware computes in bf16, else
     none. A CPU without bf16 support runs bf16 through a slow reference path: on an AVX2-only CPU a bf16 matrix
@@ -101,9 +98,6 @@ def predict(model, loader, accelerator: Accelerator, inputs) -> tuple[np.ndarray
     model.train()
     hook.remove()
     return np.concatenate(logits), np.concatenate(features), np.concatenate(labels)
-
-
-HEAD_INIT = ("random", "linear-probe")  # --head-init
 
 
 def fit_head_by_linear_probe(model, features: np.ndarray, labels: np.ndarray) -> float:
