@@ -3,13 +3,13 @@
     python -m space.deploy --out DIR [--vit MODEL] [--baseline MODEL ...] [--repo USER/SPACE] [--dry-run]
 
 The bundle keeps the repository's layout, trimmed to what the app imports: space/ (app, ui, engine,
-a few example scans), octcore/, models/, the classical model's definition in baselines/ (features
-and estimator), requirements, and a README written with huggingface_hub's SpaceCard (its YAML
-header points Spaces at space/app.py). A model is a local folder, copied into space/models/ (only
-the int8 ONNX of a ViT when it has one, with its config and processor), or a Hub model id: named
-under `models:` and `preload_from_hub` (downloaded when the Space is built, so the first visitor
-does not wait) and, on upload, set as the Space's OCT_VIT_MODEL / OCT_BASELINE_MODEL variable,
-which the app loads from. --dry-run builds the folder, prints its files and stops.
+a few example scans), octcore/, models/, the classical model's definition in baselines/ (features,
+estimator and their option choices), requirements, and a README written with huggingface_hub's
+SpaceCard (its YAML header points Spaces at space/app.py). A model is a local folder, copied into
+space/models/ (only the int8 ONNX of a ViT when it has one, with its config and processor), or a Hub
+model id: named under `models:` and `preload_from_hub` (downloaded when the Space is built, so the
+first visitor does not wait) and, on upload, set as the Space's OCT_VIT_MODEL / OCT_BASELINE_MODEL
+variable, which the app loads from. --dry-run builds the folder, prints its files and stops.
 """
 
 import argparse
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {
     "octcore": None,
     "models": None,
-    "baselines": ["__init__.py", "features.py", "model.py"],
+    "baselines": ["__init__.py", "features.py", "model.py", "options.py"],
     "space": ["__init__.py", "app.py", "ui.py", "engine.py", "render.py", "uploads.py", "workers.py"],
 }
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "checkpoints", "logs", "model.onnx", "*.rejected.onnx")
