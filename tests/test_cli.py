@@ -12,7 +12,7 @@ HEAVY = {"torch", "transformers", "accelerate", "datasets", "sklearn", "skimage"
 # Runs a command line as `python -m MODULE ARGS` does, then says how it exited and which of HEAVY it loaded.
 PROBE = f"""
 import runpy, sys
-module = sys.argv.pop(1)
+module, code = sys.argv.pop(1), None
 try:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 except SystemExit as e:

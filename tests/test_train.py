@@ -554,19 +554,28 @@ def test_a_linear_probe_head_gives_the_logistic_regressions_probabilities():
 def test_a_run_with_a_linear_probe_head_fits_it_on_the_training_scans_and_says_so(
     trained, small_data, tiny_base, tmp_path, capsys
 ):
-    """The probe is fitted on every training scan of the split (each once, unaugmented) before the first step; the
-    run's record and card say how its head began."""
+    """The notebook's ViT (--head-init linear-probe --freeze-layers all): the probe is fitted on every training scan
+    of the split (each once, unaugmented) before the first step, the pretrained blocks and embeddings come out as
+    they went in, and the run's record and card say how its head began. More blocks than the base has are refused."""
     import train.__main__ as trainer
 
     out = tmp_path / "probed"
-    options = ["--data", str(small_data), "--base-model", str(tiny_base), "--out", str(out), "--workers", "0"]
-    assert trainer.main([*options, "--epochs", "1", "--batch-size", "8", "--head-init", "linear-probe"]) == 0
+    options = ["--data", str(small_data), "--base-model", str(tiny_base), "--workers", "0", "--epochs", "1"]
+    probe = ["--head-init", "linear-probe", "--freeze-layers", "all", "--batch-size", "8"]
+    assert trainer.main([*options, *probe, "--out", str(out)]) == 0
     scans = discover(small_data)
     n_train = len(select(scans, load_split(out / "split.json", scans), "train"))
     assert f"head: linear probe on {n_train} training scans" in capsys.readouterr().out
-    assert json.loads((out / "training.json").read_text())["details"]["head_init"] == "linear-probe"
+    base, probed = load_file(tiny_base / "model.safetensors"), load_file(out / "model.safetensors")
+    frozen = [name for name in base if name.startswith(("embeddings.", "encoder."))]
+    assert frozen and all(np.array_equal(base[name], probed[f"dinov2.{name}"]) for name in frozen)
+    details = json.loads((out / "training.json").read_text())["details"]
+    assert details["head_init"] == "linear-probe" and "lowest 2 blocks frozen" in details["frozen"]
     assert "first fitted as a linear probe" in (out / "README.md").read_text()
     assert "linear probe" not in (trained / "README.md").read_text()  # the default: a random head
+
+    assert trainer.main([*options, "--freeze-layers", "3", "--out", str(tmp_path / "three")]) == 2
+    assert "--freeze-layers 3: the base model has 2 blocks" in capsys.readouterr().err
 
 
 def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base, tmp_path, monkeypatch, capsys):

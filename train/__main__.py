@@ -44,6 +44,11 @@ def default_drop_path(base_config) -> float:
     return DEFAULT_DROP_PATH if has_stochastic_depth(base_config) else 0.0
 
 
+def blocks_to_freeze(value: str) -> int | str:
+    """--freeze-layers: a number of blocks, or 'all' (resolved against the base model's config in main)."""
+    return value if value == "all" else int(value)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -75,15 +80,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.75,
         help="layer-wise learning-rate decay (default %(default)s; 1 = none)",
     )
-    add("--freeze-layers", type=int, default=0, help="freeze the embeddings and this many lowest blocks")
+    add(
+        "--freeze-layers",
+        type=blocks_to_freeze,
+        default=0,
+        metavar="N|all",
+        help="freeze the embeddings and this many lowest blocks, or all of them",
+    )
     add(
         "--head-init",
         choices=HEAD_INIT,
         default="random",
-        help="random (default, the recipe chosen on validation): a new random head; linear-probe: first fit the head "
-        "as a logistic regression on the base model's features of the training scans (one pass over them). With "
-        "--freeze-layers at the base's block count (12 for DINOv2-S), a linear probe of the pretrained features, "
-        "which learns in minutes on a CPU (the teaching notebook's ViT)",
+        help="random (default; the recipe the docs report, with which a probe-first head was not tried): a new "
+        "random head; linear-probe: first fit the head as a logistic regression on the base model's features of the "
+        "training scans (computed in one pass over them). With --freeze-layers all, a model linear in the frozen "
+        "pretrained features that learns in minutes on a CPU (the teaching notebook's ViT)",
     )
     add(
         "--drop-path",
@@ -284,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     size = tuple(int(v) for v in args.image_size.lower().split("x")) if args.image_size else input_size(base_config)
     processor = make_processor(args.base_model, size)
+    blocks = base_config.num_hidden_layers
+    if args.freeze_layers == "all":
+        args.freeze_layers = blocks
+    elif not 0 <= args.freeze_layers <= blocks:
+        print(f"error: --freeze-layers {args.freeze_layers}: the base model has {blocks} blocks", file=sys.stderr)
+        return 2
     if args.drop_path is None:
         args.drop_path = default_drop_path(base_config)
     elif args.drop_path and not has_stochastic_depth(base_config):
@@ -352,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = out / "checkpoints"
     if args.head_init == "linear-probe" and not latest_checkpoint(checkpoints):
         _, features, labels = predict(model.to(accelerator.device), plain_train, accelerator, inputs)
+        if len(np.unique(labels)) < 2:
+            print("error: --head-init linear-probe: the training scans are all of one class", file=sys.stderr)
+            drop_decoded()
+            return 2
         fitted = fit_head_by_linear_probe(model, features, labels)
         accelerator.print(f"head: linear probe on {len(labels)} training scans ({fitted:.1%} of them right)")
 
