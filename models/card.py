@@ -151,7 +151,8 @@ def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
     counts, urgent, ci = dataset["counts"], metrics["urgent_referral"], metrics["ci95"]
     if kind == "vit":
         title = f"{model_name}: a Vision Transformer for retinal OCT B-scans"
-        summary = f"A Vision Transformer fine-tuned from {base.get('description', 'a pretrained checkpoint')}."
+        how = training.get("details", {}).get("how", "fine-tuned from")  # records before it: all fine-tuned
+        summary = f"A Vision Transformer {how} {base.get('description', 'a pretrained checkpoint')}."
     else:
         title = f"{model_name}: a classical classifier for retinal OCT B-scans"
         summary = "A classical pipeline: hand-made HOG and LBP features of the flattened retina, and an SVM."

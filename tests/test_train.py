@@ -571,8 +571,10 @@ def test_a_run_with_a_linear_probe_head_fits_it_on_the_training_scans_and_says_s
     assert frozen and all(np.array_equal(base[name], probed[f"dinov2.{name}"]) for name in frozen)
     details = json.loads((out / "training.json").read_text())["details"]
     assert details["head_init"] == "linear-probe" and "lowest 2 blocks frozen" in details["frozen"]
-    assert "first fitted as a linear probe" in (out / "README.md").read_text()
-    assert "linear probe" not in (trained / "README.md").read_text()  # the default: a random head
+    card, default_card = (out / "README.md").read_text(), (trained / "README.md").read_text()
+    assert "first fitted as a linear probe" in card and "linear probe" not in default_card  # default: a random head
+    assert "trained on the frozen pretrained blocks of" in card and "fine-tuned" not in card.lower()
+    assert "A Vision Transformer fine-tuned from" in default_card and "Fine-tuned from" in default_card
 
     assert trainer.main([*options, "--freeze-layers", "3", "--out", str(tmp_path / "three")]) == 2
     assert "--freeze-layers 3: the base model has 2 blocks" in capsys.readouterr().err

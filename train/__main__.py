@@ -173,8 +173,11 @@ def base_model_id(args: argparse.Namespace) -> str | None:
     return args.base_model_id or (args.base_model if names_hub_repo(args.base_model) else None)
 
 
-def training_record(args: argparse.Namespace, scans, split: list[str], size: tuple[int, int], processes: int) -> dict:
-    """training.json: what the card says about how this model was made (no local path in it)."""
+def training_record(
+    args: argparse.Namespace, scans, split: list[str], size: tuple[int, int], processes: int, blocks: int
+) -> dict:
+    """training.json: what the card says about how this model was made (no local path in it). blocks: how many the
+    base model has."""
     from octcore.data import describe_data
 
     base_id = base_model_id(args)
@@ -200,6 +203,8 @@ def training_record(args: argparse.Namespace, scans, split: list[str], size: tup
             if args.freeze_layers
             else "all layers trained",
             "head_init": args.head_init,
+            # every block frozen: no pretrained weight learned from the scans, so the card must not say fine-tuned
+            "how": "fine-tuned from" if args.freeze_layers < blocks else "trained on the frozen pretrained blocks of",
             "mixed_precision": args.mixed_precision,
             "augment_at": args.augment_at,
             "drop_path": args.drop_path,
@@ -503,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         patients = np.array([s.patient_id for s in test_scans])
         metrics = evaluate(test_labels, test.proba, patients, seed=args.seed)
         metrics.update(test_summary(calibration, test_logits, test_labels, test.flagged), history=progress.history)
-        record = training_record(args, scans, split.names, size, accelerator.num_processes)
+        record = training_record(args, scans, split.names, size, accelerator.num_processes, blocks)
         files = {"split.json": split.text, TRAINING_FILE: json.dumps(record, indent=2)}
 
         def calibration_curves_and_card(staging: Path) -> None:
