@@ -42,7 +42,12 @@ def tiny_base(tmp_path_factory) -> Path:
     config = Dinov2Config(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=56, patch_size=14
     )
-    Dinov2Model(config).save_pretrained(folder)
+    # Its own seed, so its weights do not hang on what earlier tests drew from torch's global generator (a trainer
+    # run in process seeds it with 0, the randomisation check's seed, which once made this base that check's
+    # "randomised" network). fork_rng: the global generator is left as it was.
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        Dinov2Model(config).save_pretrained(folder)
     return folder
 
 
