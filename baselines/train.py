@@ -82,13 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"split: {split.source}")
-    taught = sorted({scans[i].label for i in split.indices("train")}, key=CLASSES.index)
-    if len(taught) < 2:
-        print(
-            f"error: the training scans are all of one class ({', '.join(taught) or 'none'}); a classifier "
-            "needs at least two of CNV, DME, DRUSEN and NORMAL",
-            file=sys.stderr,
-        )
+    problem = split.training_problem(scans)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     # The scans in split order, so each part's features are a slice (a view) of one array: on the full dataset a
     # copy of the training part's would be another 5.7 GB. Scans of no part ('excluded') are left out.

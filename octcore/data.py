@@ -337,6 +337,16 @@ class TrainingSplit:
     def indices(self, name: str) -> list[int]:
         return [i for i, t in enumerate(self.names) if t == name]
 
+    def training_problem(self, scans: list[Scan]) -> str | None:
+        """Why the training part cannot teach a classifier (its scans all of one class, or none), else None."""
+        taught = sorted({scans[i].label for i in self.indices("train")}, key=CLASSES.index)
+        if len(taught) >= 2:
+            return None
+        return (
+            f"the training scans are all of one class ({', '.join(taught) or 'none'}); a classifier needs at least "
+            f"two of {', '.join(CLASSES[:-1])} and {CLASSES[-1]}"
+        )
+
 
 def split_scans(
     scans: list[Scan], split_file: str | Path | None = None, seed: int = 0, progress: bool = True

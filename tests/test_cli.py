@@ -1,12 +1,13 @@
-"""The two trainers read their arguments before importing the libraries that take seconds to load: `--help`, and a
-command missing an option, answer at once."""
+"""The two trainers' command lines: they read their arguments before importing the libraries that take seconds to
+load (`--help`, and a command missing an option, answer at once), and refuse a training part of one class before
+any work."""
 
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, copy_scan
 
 HEAVY = {"torch", "transformers", "accelerate", "datasets", "sklearn", "skimage", "skops"}
 # Runs a command line as `python -m MODULE ARGS` does, then says how it exited and which of HEAVY it loaded.
@@ -34,3 +35,38 @@ def test_a_trainer_answers_help_and_usage_errors_before_its_heavy_imports(module
     done = subprocess.run([sys.executable, "-c", PROBE, module, *argv], cwd=ROOT, capture_output=True, text=True)
     assert f"exit {code} loaded []" in done.stderr, done.stderr[-2000:]
     assert said in done.stdout + done.stderr
+
+
+def test_both_trainers_refuse_a_training_part_of_one_class(tmp_path, capsys):
+    """Scans of one class teach no classifier: the classical trainer and the ViT's linear probe say so and exit 2
+    right after the split, before any feature or model work (the ViT's random head trains on as before)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    import baselines.train
+    import train.__main__ as trainer
+
+    data = tmp_path / "data"
+    for scan in sorted((SAMPLE / "CNV").glob("*.jpeg"))[:12]:
+        copy_scan(scan, data / "CNV")
+    base = tmp_path / "base"
+    Dinov2Model(
+        Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    ).save_pretrained(base)
+    said = (
+        "the training scans are all of one class (CNV); a classifier needs at least two of CNV, DME, DRUSEN and NORMAL"
+    )
+    assert baselines.train.main(["--data", str(data), "--out", str(tmp_path / "svm")]) == 2
+    assert f"error: {said}" in capsys.readouterr().err
+    vit = [
+        "--data",
+        str(data),
+        "--base-model",
+        str(base),
+        "--out",
+        str(tmp_path / "vit"),
+        "--head-init",
+        "linear-probe",
+    ]
+    assert trainer.main(vit) == 2
+    assert f"error: --head-init linear-probe: {said}" in capsys.readouterr().err
+    assert not (tmp_path / "svm").exists() and not (tmp_path / "vit").exists()

@@ -289,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     accelerator.print(f"split: {split.source}")
+    problem = split.training_problem(scans)
+    if args.head_init == "linear-probe" and problem:  # a regression needs two classes; a random head trains anyway
+        print(f"error: --head-init linear-probe: {problem}", file=sys.stderr)
+        return 2
 
     # 2. The base model with a 4-class head, and the one image processor saved with it.
     base_config = AutoConfig.from_pretrained(args.base_model)  # read once: the input size and the drop path
@@ -374,10 +378,6 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = out / "checkpoints"
     if args.head_init == "linear-probe" and not latest_checkpoint(checkpoints):
         _, features, labels = predict(model.to(accelerator.device), plain_train, accelerator, inputs)
-        if len(np.unique(labels)) < 2:
-            print("error: --head-init linear-probe: the training scans are all of one class", file=sys.stderr)
-            drop_decoded()
-            return 2
         fitted = fit_head_by_linear_probe(model, features, labels)
         accelerator.print(f"head: linear probe on {len(labels)} training scans ({fitted:.1%} of them right)")
 
