@@ -149,15 +149,16 @@ def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
         eval_results=eval_results(metrics, dataset),
     )
     counts, urgent, ci = dataset["counts"], metrics["urgent_referral"], metrics["ci95"]
+    how = training.get("details", {}).get("how", "fine-tuned from")  # a ViT's; records made before it: fine-tuned
     if kind == "vit":
         title = f"{model_name}: a Vision Transformer for retinal OCT B-scans"
-        how = training.get("details", {}).get("how", "fine-tuned from")  # records before it: all fine-tuned
         summary = f"A Vision Transformer {how} {base.get('description', 'a pretrained checkpoint')}."
     else:
         title = f"{model_name}: a classical classifier for retinal OCT B-scans"
         summary = "A classical pipeline: hand-made HOG and LBP features of the flattened retina, and an SVM."
     values = {
         "kind": kind,
+        "how": how,
         "title": title,
         "summary": summary,
         "repo_id": repo_id or REPO_PLACEHOLDER,

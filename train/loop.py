@@ -114,7 +114,8 @@ def fit_head_by_linear_probe(model, features: np.ndarray, labels: np.ndarray) ->
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    fitted = LogisticRegression(max_iter=2000).fit((features - mean) / scale, labels)
+    standardised = (features - mean) / scale
+    fitted = LogisticRegression(max_iter=2000).fit(standardised, labels)
     coef, intercept = fitted.coef_, fitted.intercept_
     if len(fitted.classes_) == 2:  # one row, the log-odds of the second class: the same softmax as two halves
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
@@ -126,7 +127,7 @@ def fit_head_by_linear_probe(model, features: np.ndarray, labels: np.ndarray) ->
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
         head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
-    return float(fitted.score((features - mean) / scale, labels))
+    return float(fitted.score(standardised, labels))
 
 
 def time_data_loading(loader, workers: int, max_batches: int = 0) -> dict:
