@@ -20,22 +20,6 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
-from compare.explain import explanation_figures
-from compare.report import write_plots, write_reports
-from compare.score import PREDICTION_HEADER, mcnemar, model_figures, model_size_mb, prediction_rows, score_model
-from models import load_model
-from octcore.data import (
-    DataError,
-    discover,
-    discover_out_of_scope,
-    load_split,
-    select,
-    split_file_coverage,
-    targets,
-)
-from octcore.imaging import ScanError
-from octcore.labels import CLASSES
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compare", description=__doc__.split("\n\n")[0])
@@ -58,6 +42,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
+
+    # The models' libraries (torch, ONNX Runtime, scikit-learn, matplotlib) take seconds to load: only once the
+    # arguments are good, so that --help and a usage error answer at once.
+    from compare.explain import explanation_figures
+    from compare.report import write_plots, write_reports
+    from compare.score import PREDICTION_HEADER, mcnemar, model_figures, model_size_mb, prediction_rows, score_model
+    from models import load_model
+    from octcore.data import (
+        DataError,
+        discover,
+        discover_out_of_scope,
+        load_split,
+        select,
+        split_file_coverage,
+        targets,
+    )
+    from octcore.imaging import ScanError
+    from octcore.labels import CLASSES
 
     # 1. The scans every model sees: the in-scope test scans, and any out-of-scope ones.
     try:

@@ -144,7 +144,7 @@ class ViTModel:
                     f"{onnx_file} was exported by an older version: export it again with python -m train.export_onnx"
                 )
             # int8 arithmetic moves the features a little, so the export refits the out-of-scope threshold on the
-            # int8 model's own validation features (train.export_onnx), so that it keeps its promise on in-scope scans.
+            # int8 model's own validation features (train.onnx_int8), so that it keeps its promise on in-scope scans.
             check = folder / ONNX_DIR / ONNX_CHECK
             refit = read_json(check).get("out_of_scope") if check.is_file() else None
             if refit and self.calibration.out_of_scope is not None:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
 from octcore.imaging import ScanError, load_scan
@@ -199,6 +198,8 @@ def grouped_kfold(
     n_patients = len(set(groups))
     if n_patients < n_splits:
         raise DataError(f"{n_splits}-fold cross-validation needs at least {n_splits} patients, found {n_patients}")
+    from sklearn.model_selection import StratifiedGroupKFold  # here, not above: scikit-learn takes seconds to load
+
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(folds.split(np.zeros(len(y)), y, groups))
 
@@ -208,6 +209,8 @@ def _carve(indices: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: flo
     n_splits = max(2, round(1 / fraction))
     if len(set(groups[indices])) < n_splits:
         raise DataError(f"too few patients ({len(set(groups[indices]))}) to hold out {fraction:.0%} of them")
+    from sklearn.model_selection import StratifiedGroupKFold  # here, not above: scikit-learn takes seconds to load
+
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, held_out = next(folds.split(np.zeros(len(indices)), y[indices], groups[indices]))
     return indices[held_out]

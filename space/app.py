@@ -1,6 +1,6 @@
 """OCT B-scan classifier Space: a fine-tuned ViT and a HOG+LBP SVM side by side, with explanations.
 
-    python space/app.py [--vit MODEL] [--classical MODEL[,MODEL...]]
+    python space/app.py [--vit MODEL] [--baseline MODEL[,MODEL...]]
 
 Research and education only: not a medical device, not a diagnosis. The page is `space/ui.py`.
 """
@@ -17,9 +17,6 @@ try:  # glibc: at most 2 malloc arenas (M_ARENA_MAX), not 8 per core; Gradio's w
 except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to cap
     pass
 
-from space.engine import Models  # noqa: E402
-from space.ui import launch  # noqa: E402
-
 
 def stop(*_) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the app as Ctrl-C does: Gradio closes the server, the app exits 0
@@ -34,10 +31,15 @@ def main(argv: list[str] | None = None) -> int:
         "--vit", help="the ViT: a model folder or Hub id (default: $OCT_VIT_MODEL, else space/models/vit)"
     )
     parser.add_argument(
+        "--baseline",
         "--classical",
+        dest="classical",
         help="classical models, comma-separated, the first shown (default: $OCT_BASELINE_MODEL, else space/models/)",
     )
     args = parser.parse_args(argv)
+    from space.engine import Models  # Gradio, ONNX Runtime and the models' libraries: seconds, so after --help
+    from space.ui import launch
+
     signal.signal(signal.SIGTERM, stop)
     launch(Models(args.vit, args.classical))  # returns once stopped
     return 0

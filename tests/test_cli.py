@@ -1,6 +1,6 @@
-"""The two trainers' command lines: they read their arguments before importing the libraries that take seconds to
-load (`--help`, and a command missing an option, answer at once), and refuse a training part of one class before
-any work."""
+"""The command lines: every one reads its arguments before importing the libraries that take seconds to load
+(`--help`, and a command missing an option, answer at once), and the trainers refuse a training part of one class
+before any work."""
 
 import subprocess
 import sys
@@ -9,13 +9,18 @@ import pytest
 
 from conftest import ROOT, SAMPLE, copy_scan
 
-HEAVY = {"torch", "transformers", "accelerate", "datasets", "sklearn", "skimage", "skops"}
-# Runs a command line as `python -m MODULE ARGS` does, then says how it exited and which of HEAVY it loaded.
+HEAVY = {"torch", "transformers", "accelerate", "datasets", "sklearn", "skimage", "skops", "onnxruntime", "gradio"}
+HEAVY |= {"matplotlib"}
+# Runs a command line as `python -m MODULE ARGS` (or `python FILE.py ARGS`) does, then says how it exited and which of
+# HEAVY it loaded.
 PROBE = f"""
 import runpy, sys
 module, code = sys.argv.pop(1), None
 try:
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    if module.endswith(".py"):
+        runpy.run_path(module, run_name="__main__")
+    else:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
 except SystemExit as e:
     code = e.code
 print("exit", code, "loaded", sorted({HEAVY!r} & set(sys.modules)), file=sys.stderr)
@@ -29,9 +34,19 @@ print("exit", code, "loaded", sorted({HEAVY!r} & set(sys.modules)), file=sys.std
         ("train", ["--data", str(SAMPLE)], 2, "--data and --out are required"),
         ("baselines.train", ["--help"], 0, "--features"),
         ("baselines.train", ["--data", str(SAMPLE)], 2, "the following arguments are required: --out"),
+        ("train.export_onnx", ["--help"], 0, "--threads"),
+        ("compare", ["--help"], 0, "--vit-backend"),
+        ("compare", ["--data", str(SAMPLE)], 2, "the following arguments are required: --model, --out"),
+        ("models.push", ["--help"], 0, "--repo-id"),
+        ("space.deploy", ["--help"], 0, "--baseline"),
+        ("space/app.py", ["--help"], 0, "GRADIO_SERVER_PORT"),
+        ("octcore.split", ["--help"], 0, "--resplit"),
+        ("octcore.audit", ["--help"], 0, "--split-file"),
+        ("octcore.dataset", ["--help"], 0, "--push-to-hub"),
+        ("examples/make_sample.py", ["--help"], 0, "usage"),
     ],
 )
-def test_a_trainer_answers_help_and_usage_errors_before_its_heavy_imports(module, argv, code, said):
+def test_a_command_answers_help_and_usage_errors_before_its_heavy_imports(module, argv, code, said):
     done = subprocess.run([sys.executable, "-c", PROBE, module, *argv], cwd=ROOT, capture_output=True, text=True)
     assert f"exit {code} loaded []" in done.stderr, done.stderr[-2000:]
     assert said in done.stdout + done.stderr

@@ -21,7 +21,7 @@ from conftest import ROOT, SAMPLE, assert_no_local_paths, copy_scan
 from models import ModelFormatError, UnsafeModelError, load_model
 from models.scope import ACCEPT
 from octcore.data import discover, load_split, select
-from train import export_onnx
+from train import export_onnx, onnx_int8
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +348,7 @@ def test_a_name_with_yaml_syntax_still_makes_a_valid_card(trained, tmp_path):
 def test_int8_onnx_export_agrees_with_pytorch(trained, small_data, tmp_path):
     assert export_onnx.main(["--model", str(trained), "--data", str(small_data), "--threads", "1"]) == 0
     check = json.loads((trained / "onnx" / "check.json").read_text())
-    assert check["agreement"]["mean_abs_prob_diff"] <= export_onnx.MAX_MEAN_PROB_DIFF
+    assert check["agreement"]["mean_abs_prob_diff"] <= onnx_int8.MAX_MEAN_PROB_DIFF
     # The position embeddings are a constant of the graph, not resized again for every scan.
     graph = onnx.load(str(trained / "onnx" / "model_int8.onnx"), load_external_data=False).graph
     assert "Resize" not in {node.op_type for node in graph.node}
@@ -365,7 +365,7 @@ def test_int8_onnx_export_agrees_with_pytorch(trained, small_data, tmp_path):
     assert f"({len(val)} scans)" in refit["fitted_on"]
     assert fast.classify(val).flagged.mean() <= 1 - ACCEPT
     # Exported again, the folder's float32 threshold is the one refitted from, not the last export's.
-    assert export_onnx.int8_threshold(trained, val, 1) == refit
+    assert onnx_int8.int8_threshold(trained, val, 1) == refit
     damaged = tmp_path / "damaged"
     shutil.copytree(trained, damaged, ignore=shutil.ignore_patterns("checkpoints"))
     (damaged / "onnx" / "check.json").write_text("[")
@@ -621,9 +621,9 @@ def test_stochastic_depth_reaches_the_blocks_or_is_refused(small_data, tiny_base
 def test_an_int8_export_outside_the_tolerance_is_never_served(trained, small_data, tmp_path, monkeypatch):
     folder = tmp_path / "vit"
     shutil.copytree(trained, folder, ignore=shutil.ignore_patterns("onnx", "checkpoints"))
-    monkeypatch.setattr(export_onnx, "MAX_MEAN_PROB_DIFF", -1.0)  # no export can pass this
+    monkeypatch.setattr(onnx_int8, "MAX_MEAN_PROB_DIFF", -1.0)  # no export can pass this
     assert export_onnx.main(["--model", str(folder), "--data", str(small_data), "--threads", "1"]) == 1
-    assert not (folder / "onnx" / "model_int8.onnx").exists() and (folder / "onnx" / export_onnx.REJECTED).is_file()
+    assert not (folder / "onnx" / "model_int8.onnx").exists() and (folder / "onnx" / onnx_int8.REJECTED).is_file()
     assert load_model(folder).backend == "torch"
 
 

@@ -233,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     from octcore.metrics import evaluate, with_ci
     from octcore.plots import read_training_log, save_training_curves
     from train.data import ModelInputs, input_size, make_processor, scan_dataset
-    from train.export_onnx import export_and_check
     from train.loop import (
         Progress,
         base_problem,
@@ -246,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         save_model_folder,
         time_data_loading,
     )
+    from train.onnx_int8 import export_and_check
     from train.tracking import JSONLinesTracker
 
     problem = base_problem(args.base_model)
