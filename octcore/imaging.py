@@ -34,6 +34,7 @@ MIN_SIDE = 32  # smaller than this is not a scan anyone can read
 # is decoded at the largest DCT reduction that keeps at least this size.
 DECODE_SIZE = (248, 512)
 TOO_LARGE = "the image is too large (possible decompression bomb)"  # past Pillow's own bound
+TRUNCATED = "the file ends before the image does (an interrupted download or copy?): export or copy it again"
 
 
 class ScanError(ValueError):
@@ -196,6 +197,8 @@ def _decode(source: ScanSource, min_size: tuple[int, int] | None, colour: bool =
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ScanError(name, TOO_LARGE) from None
     except Exception as e:  # truncated or corrupt pixel data surfaces only when decoding
+        if isinstance(e, OSError) and "truncated" in str(e):  # Pillow's words for a file cut short
+            raise ScanError(name, TRUNCATED) from None
         raise ScanError(name, f"the image data is damaged or unsupported ({type(e).__name__}: {e})") from None
     finally:
         if opened is not None:

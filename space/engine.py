@@ -108,7 +108,8 @@ class Frame:
             if a.confidence < LOW_CONFIDENCE
         ]
         if len({a.label for a in self.results.values()}) > 1:
-            notes.append("The models disagree: " + ", ".join(f"{n} says {a.label}" for n, a in self.results.items()))
+            # which model says what is in the headline and in each model's panel (and the batch table's columns)
+            notes.append("The models disagree: treat neither answer as reliable.")
         return notes
 
 

@@ -24,6 +24,11 @@ KNOWN = (
     "drusen and a normal retina. Anything else is flagged when they notice, and may be misclassified when they "
     "do not."
 )
+PERCENTAGES = (
+    "The percentages say how sure each model is, choosing among the four classes it knows: not the chance that "
+    "the eye has a condition."
+)
+GUESSES = "Shown for curiosity only: for an image the models cannot judge, these numbers mean nothing."
 READ_ATTENTION = (
     "How to read this: the brighter the colour, the more the ViT paid attention to that part of "
     "the scan when deciding. It should lie on the retina, not on the black background or the borders."
@@ -194,19 +199,32 @@ def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None
             pictures += picture(lbp, "Its LBP: kinds of local texture", READ_LBP, key=legend())
     answer_html = verdict(answer) + bars(answer)
     if frame.withheld:
-        why = (
-            f"this image is outside what {html.escape(name)} can judge"
-            if answer.prediction.flagged
-            else "the page withholds every answer for this image (see above)"
-        )
+        if answer.prediction.flagged:
+            why = f"this image is outside what {html.escape(name)} can judge"
+        elif frame.quality:
+            why = "this does not look like an OCT B-scan (see above)"
+        else:  # another model objected: one doubt withholds every answer (headline)
+            why = f"{html.escape(' and '.join(frame.out_of_scope))} cannot judge this image, so no answer is shown"
         answer_html = (
             f"<p class='verdict withheld'>No answer: {why}.</p>"
-            f"<details><summary>Show the model's guesses anyway</summary>{answer_html}</details>"
+            f"<details><summary>Show the model's guesses anyway</summary><p class='how'>{GUESSES}</p>"
+            f"{answer_html}</details>"
         )
     return (
         f"<section class='panel'><h3>{html.escape(name)} <small>{kind} · {answer.ms:.0f} ms</small></h3>"
         f"{answer_html}{pictures}</section>"
     )
+
+
+def why_withheld(frame: Frame) -> str:
+    """The headline's reason for giving no answer: the image checks first (they speak for every model), else the
+    models that find the image unfamiliar, by name."""
+    if frame.quality:
+        return "this does not look like an OCT B-scan, so the models cannot judge it"
+    names = frame.out_of_scope
+    if len(names) == len(frame.results):
+        return "the models cannot judge this image" if len(names) > 1 else f"{names[0]} cannot judge this image"
+    return f"{' and '.join(names)} cannot judge this image"
 
 
 def headline(upload: Upload) -> str:
@@ -219,7 +237,12 @@ def headline(upload: Upload) -> str:
             "finding among those the models can judge.</p>"
         )
     if frame.withheld:
-        lines.append("<h2 class='withheld'>⚠️ The models cannot judge this image.</h2>")
+        lines.append(f"<h2 class='withheld'>⚠️ No answer: {html.escape(why_withheld(frame))}.</h2>")
+        if not frame.quality and frame.out_of_scope and len(frame.results) > len(frame.out_of_scope):
+            lines.append(
+                "<p>When one model finds an image unfamiliar, neither answer is shown: a model can be confidently "
+                "wrong about what it was not taught.</p>"
+            )
         lines.append(f"<p>{html.escape(KNOWN)}</p>")
     else:
         labels = {a.label for a in frame.results.values()}
@@ -228,6 +251,7 @@ def headline(upload: Upload) -> str:
         lines.append(f"<h2>{'Both models agree: ' + next(iter(labels)) if agree else said}</h2>")
         for label in sorted(labels, key=CLASSES.index):
             lines.append(f"<p><b>{label}</b>: {html.escape(CLASS_NOTES[label])}</p>")
+        lines.append(f"<p class='how'>{html.escape(PERCENTAGES)}</p>")
     if frame.warnings:
         lines.append("<ul class='warnings'>" + "".join(f"<li>{html.escape(w)}</li>" for w in frame.warnings) + "</ul>")
     lines.append("<p class='notice'>Research and education demo, not a diagnosis.</p>")
@@ -302,10 +326,10 @@ CSS = """
 .probabilities .p b { display: block; height: .8em; background: #6366f1; border-radius: 3px; }
 .probabilities .p em { font-style: normal; text-align: right; } .binary { font-size: .9em; }
 figure { margin: .6em 0; } figure img { width: 100%; max-width: 512px; image-rendering: auto; border-radius: 4px; }
-figcaption { font-weight: 600; font-size: .9em; } .how { font-size: .8em; opacity: .8; margin: .2em 0; }
-.bar { display: flex; align-items: center; gap: .4em; font-size: .75em; max-width: 512px; }
+figcaption { font-weight: 600; font-size: .9em; } .how { font-size: .9em; opacity: .85; margin: .2em 0; }
+.bar { display: flex; align-items: center; gap: .4em; font-size: .85em; max-width: 512px; }
 .bar i { flex: 1; height: .7em; border-radius: 3px; }
-.legend { display: flex; flex-wrap: wrap; gap: .8em; font-size: .75em; }
+.legend { display: flex; flex-wrap: wrap; gap: .8em; font-size: .85em; }
 .legend i { display: inline-block; width: .9em; height: .9em; margin-right: .3em; vertical-align: middle; }
 figure.scan img { max-height: 200px; width: auto; max-width: 100%; }
 .frames > div { max-height: 20em; overflow: auto; } .frames table { font-size: .85em; border-collapse: collapse; }

@@ -96,7 +96,7 @@ def bad_inputs(a_scan: Path, tmp_path: Path) -> dict[str, tuple[object, str]]:
     return {
         "text file": (text, "not an image"),
         "empty file": (empty, "empty"),
-        "truncated JPEG": (truncated, "damaged"),
+        "truncated JPEG": (truncated, "ends before the image does"),
         "decompression bomb": (bomb, "decompression bomb"),
         "tiny image": (tiny, "at least"),
         "missing file": (tmp_path / "missing.jpeg", "no such file"),

@@ -1,6 +1,7 @@
 """The Space: what a visitor gets for real, odd and hostile uploads; the launched app over HTTP and in a browser."""
 
 import base64
+import html
 import io
 import re
 import threading
@@ -134,6 +135,8 @@ def test_unreadable_uploads_get_a_clear_error_never_a_traceback(kind, models, a_
         predict(write(tmp_path / "upload.jpeg", data), None, models, None)
     expected = "Batch tab" if kind.startswith("zip") else "Cannot read this file"
     assert expected in raised.value.message and "Traceback" not in raised.value.message
+    if kind == "truncated":  # what to do about it, not Pillow's words
+        assert "ends before the image does" in raised.value.message and "OSError" not in raised.value.message
 
 
 @pytest.mark.parametrize("kind", ["16-bit", "rgba", "palette"])
@@ -157,8 +160,9 @@ def test_what_is_not_an_oct_scan_gets_no_answer(kind, models, tmp_path):
         "blank": Image.new("L", (512, 256), 0),
     }[kind]
     out = predict(write(tmp_path / "upload.png", encoded(image, "PNG")), None, models, None)
-    assert "cannot judge this image" in out[SUMMARY] and "know only four things" in out[SUMMARY]
+    assert "No answer: " in out[SUMMARY] and "cannot judge" in out[SUMMARY] and "know only four things" in out[SUMMARY]
     assert "disagree" not in out[SUMMARY] and "unsure" not in out[SUMMARY]  # no answer: nothing said about one
+    assert "neither answer is shown" not in out[SUMMARY]  # the image checks, not one model's doubt, decided
     for panel in (out[VIT_PANEL], out[CLASSICAL_PANEL]):  # the classes are there, but only behind a click
         assert "No answer" in panel and "<details><summary>Show the model's guesses anyway" in panel
         assert panel.index("<details>") < panel.index("referral:")
@@ -170,15 +174,19 @@ def test_a_scan_of_a_condition_the_model_was_not_taught_is_withheld(model_withou
     folder, flagged_scan = model_without_dme
     taught_three = Models(vit=str(models.vit.folder), classical=str(folder))
     out = predict(str(flagged_scan), None, taught_three, None)
-    assert "cannot judge this image" in out[SUMMARY] and "far from every scan it was trained on" in out[SUMMARY]
-    assert "No answer" in out[CLASSICAL_PANEL]
+    assert "far from every scan it was trained on" in out[SUMMARY]
+    name = taught_three.classical[0].name
+    assert f"No answer: {name} cannot judge this image" in out[SUMMARY]  # the one that objected, by name
+    assert "neither answer is shown" in out[SUMMARY] and "No answer" in out[CLASSICAL_PANEL]
+    assert f"{name} cannot judge this image, so no answer is shown" in out[VIT_PANEL]
 
 
 def test_a_withheld_panel_says_which_model_objected():
-    """When one model finds a scan out of its scope, the other model's panel does not claim the same of itself."""
+    """When one model finds a scan out of its scope, the headline names it, and the other model's panel does not
+    claim the same of itself; the guesses behind the click say they mean nothing."""
     from models.base import Prediction
-    from space.engine import Answer, Frame
-    from space.render import model_panel
+    from space.engine import Answer, Frame, Upload
+    from space.render import GUESSES, headline, model_panel
 
     proba = np.array([0.1, 0.8, 0.05, 0.05])
     frame = Frame(
@@ -186,9 +194,24 @@ def test_a_withheld_panel_says_which_model_objected():
     )
     assert frame.withheld
     vit, svm = (model_panel(name, "kind", frame.results[name], frame) for name in ("ViT", "SVM"))
-    assert "outside what SVM can judge" in svm and "withholds every answer" not in svm
-    assert "outside what ViT" not in vit and "withholds every answer" in vit
-    assert "<details>" in vit and "<details>" in svm
+    assert "outside what SVM can judge" in svm and "SVM cannot judge this image" not in svm
+    assert "outside what ViT" not in vit and "No answer: SVM cannot judge this image, so no answer is shown" in vit
+    assert "<details>" in vit and "<details>" in svm and GUESSES in vit and GUESSES in svm
+    said = headline(Upload(frame, [frame]))
+    assert "No answer: SVM cannot judge this image." in said and "ViT cannot" not in said
+    assert "neither answer is shown" in said
+
+
+def test_disagreeing_models_are_named_once_and_the_reader_is_told_what_it_means():
+    from models.base import Prediction
+    from space.engine import Answer, Frame, Upload
+    from space.render import PERCENTAGES, headline
+
+    cnv, dme = np.array([0.7, 0.2, 0.05, 0.05]), np.array([0.2, 0.7, 0.05, 0.05])
+    frame = Frame("scan", results={"ViT": Answer(Prediction(cnv), 1), "SVM": Answer(Prediction(dme), 1)})
+    said = headline(Upload(frame, [frame]))
+    assert said.count("ViT says <b>CNV</b>") == 1 and said.count("SVM says") == 1  # the headline's, not again
+    assert "The models disagree: treat neither answer as reliable." in said and html.escape(PERCENTAGES) in said
 
 
 def test_dicom_frames_are_all_classified_and_the_most_urgent_is_shown(models, sample, tmp_path):
