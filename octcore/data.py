@@ -147,16 +147,26 @@ def row_parts(n: int, rows: int = PART_ROWS) -> list[slice]:
     return [slice(start, start + rows) for start in range(0, n, rows)]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the system has one (Linux), which a container or
+    `taskset` narrows while os.cpu_count() still counts the whole machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def parallel_imap(function, items: list, desc: str, workers: int | None = None, progress: bool = True) -> Iterator:
-    """`function` over `items` on all cores, results yielded in order as they come, with a progress bar on stderr."""
-    workers = workers or os.cpu_count() or 1
+    """`function` over `items` on all usable cores, results yielded in order as they come, with a progress bar on
+    stderr."""
+    workers = workers or usable_cpus()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         jobs = pool.map(function, items, chunksize=max(1, min(32, len(items) // (8 * workers))))
         yield from tqdm(jobs, total=len(items), desc=desc, unit="scan", disable=not progress, file=sys.stderr)
 
 
 def parallel_map(function, items: list, desc: str, workers: int | None = None, progress: bool = True) -> list:
-    """`function` over `items` on all cores (in order), with a progress bar on stderr."""
+    """`function` over `items` on all usable cores (in order), with a progress bar on stderr."""
     return list(parallel_imap(function, items, desc, workers, progress))
 
 

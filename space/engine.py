@@ -20,6 +20,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from models import OCTModel, Prediction, load_model
+from octcore.data import usable_cpus
 from octcore.imaging import ScanImage
 from octcore.labels import CLASSES, REFERRAL, REFERRAL_LEVEL, URGENT_CLASSES
 from octcore.quality import scan_warnings
@@ -41,10 +42,7 @@ def vit_threads() -> int:
     (several times the classical model's time), so it takes both of the Space's cores and shares one of them with
     the classical model while that runs. Its idle threads yield the core rather than spin (`models.vit`), so
     the two do not fight over it (benchmarks/where_time_goes.py: side by side against one thread)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return usable_cpus()
 
 
 @dataclass

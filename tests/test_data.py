@@ -1,5 +1,8 @@
 """Dataset layouts, patient ids and patient-disjoint splits on real scans."""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -144,3 +147,24 @@ def test_views_for_the_vit(sample):
     assert dataset.features["label"].names == list(CLASSES)
     row = dataset[0]
     assert row["image"].size[0] > 0 and row["label"] == scans[0].label_id and row["patient_id"] == scans[0].patient_id
+
+
+def test_the_worker_pool_counts_only_the_cpus_this_process_may_use(monkeypatch):
+    """A container or `taskset` narrows the CPUs a process may use while os.cpu_count() still counts the machine's:
+    the feature and fingerprint pools size themselves by the affinity mask, not by the machine."""
+    import octcore.data
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this system")
+    sizes = []
+
+    class Pool(ThreadPoolExecutor):  # records the size asked for; threads, so the test stays in this process
+        def __init__(self, max_workers: int):
+            sizes.append(max_workers)
+            super().__init__(max_workers)
+
+    monkeypatch.setattr(octcore.data, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert octcore.data.parallel_map(abs, [-1, 2, -3], "test", progress=False) == [1, 2, 3]
+    assert sizes == [1]
