@@ -354,10 +354,11 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                 answered(picked.then(answer_from("image"), api_visibility="private", **for_image))
 
         with gr.Tab("Batch"):
+            which = " (the one chosen on the *One scan* tab)" if len(variants) > 1 else ""
             gr.Markdown(
-                "Several scans, DICOMs or zips of them: one row per scan, and a CSV to download. Scans the "
-                "models cannot judge are marked *withheld* and get no answer (the CSV keeps the models' "
-                "probabilities)."
+                f"Several scans, DICOMs or zips of them: one row per scan, and a CSV to download. The ViT and the "
+                f"classical model{which} answer each. Scans the models cannot judge are marked *withheld* and get "
+                "no answer (the CSV keeps the models' probabilities)."
             )
             files = gr.File(label="Scans or zips", file_count="multiple", elem_id="batch-files")
             go = gr.Button("Classify all", variant="primary")
