@@ -69,7 +69,7 @@ def lower_contrast(gray: np.ndarray) -> np.ndarray:
 
 
 CHANGES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "none (the test scans as they are)": lambda g, s: g,
+    "none (the scans as they are)": lambda g, s: g,
     "darker mid-tones (gamma 1.5)": lambda g, s: g**1.5,
     "brighter mid-tones (gamma 0.67)": lambda g, s: g ** (1 / 1.5),
     "lower contrast (60% around the mean)": lambda g, s: lower_contrast(g),

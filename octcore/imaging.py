@@ -34,6 +34,7 @@ MIN_SIDE = 32  # smaller than this is not a scan anyone can read
 # is decoded at the largest DCT reduction that keeps at least this size.
 DECODE_SIZE = (248, 512)
 TOO_LARGE = "the image is too large (possible decompression bomb)"  # past Pillow's own bound
+FILL_LEVEL, FILL_FLATNESS = 0.85, 1e-3  # remove_padding: registration fill is brighter, and flatter (3x3 variance)
 TRUNCATED = "the file ends before the image does (an interrupted download or copy?): export or copy it again"
 
 
@@ -268,7 +269,17 @@ def _grow3(mask: np.ndarray) -> np.ndarray:
 
 
 def remove_padding(gray: np.ndarray) -> np.ndarray:
-    """Zero the flat, bright fill that registration left around many Kermany scans (tissue has speckle)."""
+    """Zero the flat, bright fill that registration left around many Kermany scans (tissue has speckle).
+
+    The fill is white, so it is found as flat and brighter than FILL_LEVEL. In a scan where nothing is that bright
+    (lower contrast: another device, or an export that dims the image), the fill is grey: there brightness and
+    flatness are judged against the scan's own range, so the fill is still found, and the classical pipeline does
+    not take the fill's edge for the retina (docs/results.md, *When the scans look as if another device made them*).
+    """
     mean = _box3(gray)
     variance = _box3(gray * gray) - mean * mean
-    return np.where(_grow3((mean > 0.85) & (variance < 1e-3)), 0.0, gray).astype(np.float32)
+    level, flat = FILL_LEVEL, FILL_FLATNESS
+    low, high = float(mean.min()), float(mean.max())
+    if high < FILL_LEVEL and high - low > 0.05:  # a dim scan, not a near-uniform frame
+        level, flat = low + FILL_LEVEL * (high - low), FILL_FLATNESS * (high - low) ** 2
+    return np.where(_grow3((mean > level) & (variance < flat)), 0.0, gray).astype(np.float32)
