@@ -139,7 +139,11 @@ def model_table(models: Models) -> str:
         "| model | kind | test accuracy (95% CI) · macro-F1 (95% CI) · test set, split by patient | trained on "
         "| model card |\n|---|---|---|---|---|"
     )
-    return "\n".join([header, *rows])
+    how = (  # for visitors: what the figures in the table are, in words
+        "How each model did on scans of patients it never saw: the share it got right, with the range the true "
+        "figure probably lies in (95% CI), and macro-F1, the same kind of score averaged over the four conditions."
+    )
+    return "\n".join([how, "", header, *rows])
 
 
 def predict(path: str | None, classical: str | None, models: Models, pool: DecodePool | None):
