@@ -492,29 +492,35 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypat
     with playwright.sync_playwright() as p:
         browser = walk.browser(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        walk.landing(page, served)
-        walk.upload(page, a_scan)
-        walk.unreadable(page, notes)
-        walk.upload(page, a_scan)
-        walk.volume_then_scan(page, volume, a_scan)
-        walk.switch_variant(page, "LBP SVM")
-        walk.example(page)
-        import space.ui
+        try:
+            walk.landing(page, served)
+            walk.upload(page, a_scan)
+            walk.unreadable(page, notes)
+            walk.upload(page, a_scan)
+            walk.volume_then_scan(page, volume, a_scan)
+            walk.switch_variant(page, "LBP SVM")
+            walk.example(page)
+            import space.ui
 
-        answer, answered = space.ui.predict, []
+            answer, answered = space.ui.predict, []
 
-        def slowly(path, *rest):  # the files asked about, each answered slowly enough to click again meanwhile
-            answered.append(Path(path).name if path else None)
-            time.sleep(2)
-            return answer(path, *rest)
+            def slowly(path, *rest):  # the files asked about, each answered slowly enough to click again meanwhile
+                answered.append(Path(path).name if path else None)
+                time.sleep(2)
+                return answer(path, *rest)
 
-        monkeypatch.setattr(space.ui, "predict", slowly)
-        walk.two_examples(page, answered)
-        monkeypatch.undo()
-        walk.unreadable(page, notes)  # after an example too: its click must not leave a stricter input behind
-        walk.withheld(page, photo)
-        walk.wrong_place(page, archive)
-        walk.batch(page, archive, more=(notes,))  # an unreadable file's long note among the rows
+            monkeypatch.setattr(space.ui, "predict", slowly)
+            walk.two_examples(page, answered)
+            monkeypatch.undo()
+            walk.unreadable(page, notes)  # after an example too: its click must not leave a stricter input behind
+            walk.withheld(page, photo)
+            walk.wrong_place(page, archive)
+            walk.batch(page, archive, more=(notes,))  # an unreadable file's long note among the rows
+        except Exception as e:  # what the page showed when a step failed: for a failure seen only on a loaded CI
+            page.screenshot(path=tmp_path / "failure.png", full_page=True)
+            toasts = page.locator(".toast-body").all_inner_texts()
+            e.add_note(f"the page at the failure: {tmp_path / 'failure.png'}; its messages: {toasts}")
+            raise
         walk.phone(browser.new_page(viewport={"width": 390, "height": 844}), served)
         browser.close()
 
