@@ -21,13 +21,9 @@ from PIL import Image, ImageFilter
 
 from models import load_model
 from octcore.data import discover, load_split, select, targets
-from octcore.imaging import ScanImage, eight_bit, read_scan
+from octcore.imaging import ScanImage, read_scan, to_image
 from octcore.metrics import evaluate, with_ci
 from octcore.quality import scan_warnings
-
-
-def _pil(gray: np.ndarray) -> Image.Image:
-    return Image.fromarray(eight_bit(gray))
 
 
 def _back(image: Image.Image) -> np.ndarray:
@@ -35,14 +31,14 @@ def _back(image: Image.Image) -> np.ndarray:
 
 
 def blur(gray: np.ndarray) -> np.ndarray:
-    return _back(_pil(gray).filter(ImageFilter.GaussianBlur(1.5)))
+    return _back(to_image(gray).filter(ImageFilter.GaussianBlur(1.5)))
 
 
 def half_the_a_scans(gray: np.ndarray) -> np.ndarray:
     """Half the lateral resolution at the same width, as a device with half the A-scans per B-scan, shown at the
     same size, would give."""
     height, width = gray.shape
-    fewer = _pil(gray).resize((width // 2, height), Image.Resampling.BILINEAR)
+    fewer = to_image(gray).resize((width // 2, height), Image.Resampling.BILINEAR)
     return _back(fewer.resize((width, height), Image.Resampling.BILINEAR))
 
 
@@ -55,7 +51,7 @@ def narrower_field(gray: np.ndarray) -> np.ndarray:
 
 def jpeg(gray: np.ndarray) -> np.ndarray:
     buffer = io.BytesIO()
-    _pil(gray).save(buffer, "JPEG", quality=20)
+    to_image(gray).save(buffer, "JPEG", quality=20)
     return read_scan(buffer.getvalue()).gray
 
 

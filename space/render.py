@@ -204,7 +204,7 @@ def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None
         elif frame.quality:
             why = "this does not look like an OCT B-scan (see above)"
         else:  # another model objected: one doubt withholds every answer (headline)
-            why = f"{html.escape(' and '.join(frame.out_of_scope))} cannot judge this image, so no answer is shown"
+            why = f"{html.escape(why_withheld(frame))}, so no answer is shown"
         answer_html = (
             f"<p class='verdict withheld'>No answer: {why}.</p>"
             f"<details><summary>Show the model's guesses anyway</summary><p class='how'>{GUESSES}</p>"
