@@ -43,7 +43,6 @@ FIRST_ROUND = {
     "--drop-path": "0",
     "--ema": "0",
     "--image-size": "126x252",  # DINOv2's (the base these rounds choose for); the ViT/DeiT default is square
-    "--head-init": "random",
 }
 # Name -> changes to FIRST_ROUND, cheapest first (ties go to the earlier). The 8-epoch ones and epochs-12 differ from
 # the first round's recipe by one setting each: 12 epochs won. augment-at-input is that with the augmentation made in
@@ -55,12 +54,17 @@ FIRST_ROUND = {
 # the resolution but gives every request of the Space 1.8 and 3.2 times the patches to attend to. The cheaper to run
 # comes first, so that a tie keeps it. input-168x336 came first, by 0.0001 over epochs-24 (17 of 760 validation scans
 # wrong each), and is the default since. The sixth round (on a GPU; its rule below was committed before its first run)
-# sets against that default two changes at its input: the new head first fitted as a linear probe of the base's
-# features (LP-FT, Kumar et al. 2022: fine-tuning from a fitted head distorts the pretrained features less, which is
-# reported to hold up better on shifted data), and the fifth round's runner-up, twice the epochs. Its rule: 4-fold
+# sets against that default two changes at its input: an average of the weights over the last steps (EMA, decay 0.99:
+# the seeds' test accuracies spread from 0.926 to 0.968, and an average of late weights varies less than the last
+# ones), and the fifth round's runner-up, twice the epochs. Its rule: 4-fold
 # patient-grouped cross-validation over the split's train and validation scans, the highest mean validation
 # macro-F1 chooses, ties to the earlier (cheaper); the chosen recipe's 3 seeds are then reported on the test part,
 # once. A change chosen becomes the trainer's default, and its seed 0 the shipped ViT; otherwise nothing changes.
+# (The rule as first committed had the new head first fitted as a linear probe, LP-FT, where EMA is now. Before any
+# run, a check of its wiring on the bundled sample on this CPU showed fine-tuning start from a training loss of 6 to
+# 12: the probe's head separates its training scans exactly, with logits far too large for augmented scans under
+# stochastic depth. A regularised probe is a round of its own, so it was swapped out; no figure of the round's data
+# was seen.)
 CHANGES: dict[str, dict[str, str]] = {
     "defaults": {},
     "layer-decay-0.65": {"--layer-decay": "0.65"},
@@ -73,12 +77,12 @@ CHANGES: dict[str, dict[str, str]] = {
     "epochs-24": {"--epochs": "24", "--augment-at": "input", "--drop-path": "0.1"},
     "input-168x336": {"--epochs": "12", "--augment-at": "input", "--drop-path": "0.1", "--image-size": "168x336"},
     "input-224x448": {"--epochs": "12", "--augment-at": "input", "--drop-path": "0.1", "--image-size": "224x448"},
-    "linear-probe-168x336": {
+    "ema-0.99-168x336": {
         "--epochs": "12",
         "--augment-at": "input",
         "--drop-path": "0.1",
         "--image-size": "168x336",
-        "--head-init": "linear-probe",
+        "--ema": "0.99",
     },
     "epochs-24-168x336": {"--epochs": "24", "--augment-at": "input", "--drop-path": "0.1", "--image-size": "168x336"},
 }
