@@ -92,6 +92,7 @@ def _trust(calibration: dict, metrics: dict, n_val: int) -> dict:
             "temperature": f"{calibration['temperature']:.2f}",
             "scaled": calibration["temperature"] != 1,  # 1 where the fitted one was not kept: the softmax as it is
             "rule": calibration.get("temperature_rule"),
+            "fitted": f"{calibration['fitted_temperature']:.2f}" if "fitted_temperature" in calibration else None,
             "n_val": n_val,
             "ece_before": _fmt(test["ece_before"]),
             "ece_after": _fmt(test["ece_after"]),
