@@ -211,7 +211,10 @@ def batch(page, archive: Path, shots: Path | None = None, more: tuple[Path, ...]
     with page.expect_file_chooser(timeout=SECONDS) as chooser:
         drop.click()
     chooser.value.set_files([str(archive), *map(str, more)])
-    page.locator("#batch-files").get_by_text("scans.zip").first.wait_for(timeout=SECONDS)  # uploaded, then run
+    # Uploaded, then run. The uploaded file's row names it in two spans ("scans" ".zip") under an aria-label; the text
+    # "scans.zip" exists only while the upload is in progress, so waiting for that text raced the upload and timed
+    # out whenever the upload finished first.
+    page.locator("#batch-files").get_by_label(archive.name, exact=True).wait_for(timeout=SECONDS)
     page.get_by_role("button", name="Classify all").click()
     _text(page, "oct-predictions", "#batch-csv")
     _text(page, "ok|withheld", "#batch-table")
