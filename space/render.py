@@ -28,6 +28,7 @@ PERCENTAGES = (
     "The percentages say how sure each model is, choosing among the four classes it knows: not the chance that "
     "the eye has a condition."
 )
+NOT_A_SCAN = "this does not look like an OCT B-scan"  # the image checks' objection, for every model
 GUESSES = "Shown for curiosity only: for an image the models cannot judge, these numbers mean nothing."
 READ_ATTENTION = (
     "How to read this: the brighter the colour, the more the ViT paid attention to that part of "
@@ -202,7 +203,7 @@ def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None
         if answer.prediction.flagged:
             why = f"this image is outside what {html.escape(name)} can judge"
         elif frame.quality:
-            why = "this does not look like an OCT B-scan (see above)"
+            why = f"{NOT_A_SCAN} (see above)"
         else:  # another model objected: one doubt withholds every answer (headline)
             why = f"{html.escape(why_withheld(frame))}, so no answer is shown"
         answer_html = (
@@ -220,7 +221,7 @@ def why_withheld(frame: Frame) -> str:
     """The headline's reason for giving no answer: the image checks first (they speak for every model), else the
     models that find the image unfamiliar, by name."""
     if frame.quality:
-        return "this does not look like an OCT B-scan, so the models cannot judge it"
+        return f"{NOT_A_SCAN}, so the models cannot judge it"
     names = frame.out_of_scope
     if len(names) == len(frame.results):
         return "the models cannot judge this image" if len(names) > 1 else f"{names[0]} cannot judge this image"
