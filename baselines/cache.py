@@ -14,18 +14,25 @@ from octcore.data import Scan, parallel_imap
 from octcore.imaging import ScanError
 
 
-def _features_of(path: Path, settings: FeatureSettings) -> tuple[np.ndarray | None, str | None]:
-    """One scan's features, or why it cannot be read (module level, so worker processes can run it)."""
+def _features_of(path: Path, settings: FeatureSettings, copy: int) -> tuple[np.ndarray | None, str | None]:
+    """One scan's features (or its speckled copy's), or why it cannot be read (module level, so worker processes
+    can run it)."""
     try:
-        return scan_features(path, settings), None
+        return scan_features(path, settings, copy), None
     except ScanError as e:
         return None, e.reason
 
 
 def cached_features(
-    scans: list[Scan], settings: FeatureSettings, cache_dir: Path | None, progress: bool = True, every: int = 256
+    scans: list[Scan],
+    settings: FeatureSettings,
+    cache_dir: Path | None,
+    progress: bool = True,
+    every: int = 256,
+    copy: int = 0,
 ) -> np.ndarray:
-    """(n, 2, d) features; scans already in the cache (same file, size, time and settings) are not recomputed.
+    """(n, 2, d) features of the scans, or of their `copy`-th speckled copies (`speckled_copy`); scans already in
+    the cache (same file, size, time, copy and settings) are not recomputed.
 
     The cache is a folder of part files of `every` scans, each written whole (temporary name, then
     rename) as extraction goes, so a run killed mid-way restarts where it stopped. An unreadable
@@ -34,6 +41,7 @@ def cached_features(
     tag = hashlib.sha1(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_dir / f"features-{tag}" if cache_dir else None
     keys = [f"{s.path}|{s.path.stat().st_size}|{s.path.stat().st_mtime_ns}" for s in scans]
+    keys = [f"{key}|speckled copy {copy}" for key in keys] if copy else keys
     known = {}
     for part in sorted(folder.glob("part-*.npz")) if folder else []:
         with np.load(part, allow_pickle=False) as saved:
@@ -50,7 +58,10 @@ def cached_features(
         fresh.clear()
 
     rows = parallel_imap(
-        partial(_features_of, settings=settings), [scans[i].path for i in todo], "features", progress=progress
+        partial(_features_of, settings=settings, copy=copy),
+        [scans[i].path for i in todo],
+        f"speckled copy {copy}" if copy else "features",
+        progress=progress,
     )
     try:
         for i, (row, reason) in zip(todo, rows):

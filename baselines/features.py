@@ -13,6 +13,7 @@ Every setting that shapes the feature vector is a field of `FeatureSettings`, sa
 config.json and read back with it, so a model always computes the features it was trained on.
 """
 
+import zlib
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
@@ -22,11 +23,14 @@ from skimage.draw import line as draw_line
 from skimage.feature import hog, local_binary_pattern
 
 from baselines.options import KINDS
-from octcore.imaging import ScanImage, ScanInput, read_scan, resize
+from octcore.imaging import ScanImage, ScanInput, add_speckle, read_scan, resize
 
 # Bump when the code computes different features from the same settings: folders made before are refused.
 FEATURES_VERSION = 3
 TILE = (4, 4)  # pixels are counted once per tile, and the shifted grids move by whole tiles
+# The speckle of the trainer's speckled copies (--speckle-copies): standard deviation drawn uniformly in this range,
+# from none to a device that averages few frames (docs/results.md, *The classical models under speckle*).
+COPY_SPECKLE = (0.0, 0.5)
 
 
 class FeatureSettingsError(ValueError):
@@ -40,6 +44,7 @@ class FeatureSettings:
     kind: str = "hog+lbp"  # which features: hog, lbp or hog+lbp
     flatten: bool = True  # flatten the retina along the fitted RPE curve
     sigma: float = 0.7  # Gaussian denoising of the band (0: none)
+    median: int = 0  # median filter of the fill-free scan before the band is cut, pixels at DECODE_SIZE (0: none)
     work_size: tuple[int, int] = (128, 256)  # (height, width) at which the retina is found and flattened
     band_rows: tuple[int, int] = (70, 26)  # rows kept above and below the RPE line, at work_size
     band_size: tuple[int, int] = (48, 128)  # the retina band is resized to this before HOG and LBP
@@ -125,7 +130,7 @@ def cut_along(image: np.ndarray, line: np.ndarray, above: int, below: int) -> np
 def flattened_bands(scan: ScanImage, settings: FeatureSettings) -> tuple[np.ndarray, np.ndarray]:
     """The retina band (at work_size) and the RPE strip (at DECODE_SIZE, twice as fine), both cut along one
     fitted RPE curve and denoised. Padding was removed once, when the scan was decoded."""
-    fine = scan.unpadded
+    fine = ndimage.median_filter(scan.unpadded, settings.median) if settings.median else scan.unpadded
     work = resize(fine, settings.work_size)
     above, below = settings.band_rows
     line = rpe_curve(work) if settings.flatten else np.full(settings.work_size[1], float(above))
@@ -277,9 +282,20 @@ def n_features(settings: FeatureSettings) -> int:
     return band_features(np.zeros(settings.feature_size, np.float32), settings).shape[-1]
 
 
-def scan_features(source: ScanInput, settings: FeatureSettings) -> np.ndarray:
-    """(2, d) features of any scan source (path, bytes, array or an already decoded ScanImage)."""
-    return band_features(feature_band(read_scan(source), settings), settings)
+def speckled_copy(scan: ScanImage, copy: int) -> ScanImage:
+    """The scan's `copy`-th speckled copy for training (copy 0 is the scan itself): multiplicative speckle over the
+    whole decoded scan, as the ViT's augmentation adds it, of a standard deviation drawn from COPY_SPECKLE. The draws
+    depend on the copy and the file's name only, so a copy is the same in every run and every process."""
+    if copy == 0:
+        return scan
+    rng = np.random.default_rng([copy, zlib.crc32(scan.name.encode())])
+    return ScanImage(add_speckle(scan.gray, rng.uniform(*COPY_SPECKLE), rng), scan.colour, scan.name)
+
+
+def scan_features(source: ScanInput, settings: FeatureSettings, copy: int = 0) -> np.ndarray:
+    """(2, d) features of any scan source (path, bytes, array or an already decoded ScanImage), or of its
+    `copy`-th speckled copy (`speckled_copy`)."""
+    return band_features(feature_band(speckled_copy(read_scan(source), copy), settings), settings)
 
 
 def _hog_stamps(settings: FeatureSettings) -> np.ndarray:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from baselines.options import EXACT_LIMIT, KINDS, PARAM_GRID, SOLVERS
+from baselines.options import EXACT_LIMIT, KINDS, PARAM_GRID, SOLVERS, SPECKLE_COPIES
 
 FEATURE_WORDS = {
     "hog": "histograms of oriented gradients (HOG)",
@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help=f"RBF gamma = this / number of features (default: searched over {PARAM_GRID['gamma_scale']})",
     )
+    parser.add_argument(
+        "--speckle-copies",
+        type=int,
+        default=SPECKLE_COPIES,
+        metavar="N",
+        help=f"also train on N copies of each training scan with random speckle added (default {SPECKLE_COPIES})",
+    )
     parser.add_argument("--no-flatten", action="store_true", help="skip retina flattening (for comparison)")
     parser.add_argument("--cache-dir", default="cache", help="feature cache (default ./cache)")
     parser.add_argument(
@@ -54,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the model folder to this Hub repo")
     args = parser.parse_args(argv)
+    if args.speckle_copies < 0:
+        parser.error("--speckle-copies must be 0 or more")
     # Only now the imports that take seconds (scikit-learn, scikit-image, skops, and the modules that use them), so
     # that --help and a usage error answer at once.
     import numpy as np
 
     from baselines.cache import cached_features
-    from baselines.features import FeatureSettings
+    from baselines.features import COPY_SPECKLE, FeatureSettings
     from baselines.io import save_model_folder
     from baselines.model import OCTSVMClassifier, search_hyperparameters
     from models.base import Classification
@@ -97,15 +106,25 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Features, cached.
     settings = FeatureSettings(kind=args.features, flatten=not args.no_flatten)
     start = time.perf_counter()
+    cache = Path(args.cache_dir) if args.cache_dir else None
     try:
-        X = cached_features(
-            used, settings, Path(args.cache_dir) if args.cache_dir else None, progress, args.cache_every
-        )
+        X = cached_features(used, settings, cache, progress, args.cache_every)
+        # Speckled copies of the training scans only: the SVM learns what a noisier device's scans look like, and
+        # validation and test stay the scans as they are.
+        copies = [
+            cached_features(used[train_idx], settings, cache, progress, args.cache_every, copy=k)
+            for k in range(1, args.speckle_copies + 1)
+        ]
     except ScanError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     y, patients = targets(used)
-    print(f"features: {len(used):,} scans in {time.perf_counter() - start:.0f} s ({X.shape[-1]:,} per view)")
+    print(
+        f"features: {len(used):,} scans and {ends[0] * args.speckle_copies:,} speckled copies in "
+        f"{time.perf_counter() - start:.0f} s ({X.shape[-1]:,} per view)"
+    )
+    X_train = np.concatenate([X[train_idx], *copies]) if copies else X[train_idx]
+    y_train, groups_train = (np.tile(a[train_idx], len(copies) + 1) for a in (y, groups))
 
     # 3. Choose C and gamma by patient-grouped CV on the training patients (unless both are given),
     #    fit on train, evaluate on the test patients.
@@ -115,29 +134,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     search = {"C": args.C, "gamma_scale": args.gamma_scale, "cv_accuracy": None}
     if len(grid["C"]) * len(grid["gamma_scale"]) > 1:
-        search = search_hyperparameters(
-            X[train_idx], y[train_idx], groups[train_idx], args.solver, grid, random_state=args.seed
-        )
+        search = search_hyperparameters(X_train, y_train, groups_train, args.solver, grid, random_state=args.seed)
         print(
             f"chosen by patient-grouped 3-fold CV on train: C={search['C']:g}, "
             f"gamma_scale={search['gamma_scale']:g} (CV accuracy {search['cv_accuracy']:.3f})"
         )
     model = OCTSVMClassifier(args.solver, search["C"], search["gamma_scale"], random_state=args.seed)
     start = time.perf_counter()
-    model.fit(X[train_idx], y[train_idx], groups[train_idx])
-    print(f"fit: {model.solver_} SVM with calibration on {ends[0]:,} scans in {time.perf_counter() - start:.0f} s")
+    model.fit(X_train, y_train, groups_train)
+    seconds = time.perf_counter() - start
+    print(f"fit: {model.solver_} SVM with calibration on {len(y_train):,} scans in {seconds:.0f} s")
 
     # 4. Temperature and out-of-scope detector from the training and validation scans; figures on the test patients.
+    #    The detector learns the scans the SVM was trained on, speckled copies included: it was taught those.
     logits, features = embed(model, X)
+    copied_features = [embed(model, c)[1] for c in copies]
     calibration = fit_calibration(
-        features[train_idx],
-        y[train_idx],
+        np.concatenate([features[train_idx], *copied_features]),
+        y_train,
         logits[val_idx],
         features[val_idx],
         y[val_idx],
         "classical",
         "scaled HOG/LBP features, averaged over the scan and its mirror image",
-        groups[train_idx],
+        groups_train,
     )
     test = Classification.of(logits[test_idx], features[test_idx], calibration)
     metrics = evaluate(y[test_idx], test.proba, patients[test_idx], seed=args.seed)
@@ -154,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "gamma_scale": search["gamma_scale"],
         "search": {"grid": grid, "cv_accuracy": search["cv_accuracy"]},
         "n_train": int(ends[0]),
+        "speckle_copies": args.speckle_copies,
         "seed": args.seed,
     }
     record = {
@@ -166,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             "solver": model.solver_,
             "C": f"{search['C']:g}",
             "gamma_scale": f"{search['gamma_scale']:g}",
+            "speckle_copies": args.speckle_copies,
+            "median": settings.median,
+            "copy_speckle": f"{COPY_SPECKLE[1]:g}",
             "seed": args.seed,
         },
     }

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter
 
 from models import load_model
 from octcore.data import discover, load_split, select, targets
-from octcore.imaging import ScanImage, read_scan, to_image
+from octcore.imaging import ScanImage, add_speckle, read_scan, to_image
 from octcore.metrics import evaluate, with_ci
 from octcore.quality import scan_warnings
 
@@ -55,11 +55,6 @@ def jpeg(gray: np.ndarray) -> np.ndarray:
     return read_scan(buffer.getvalue()).gray
 
 
-def speckle(gray: np.ndarray, seed: int) -> np.ndarray:
-    noise = np.random.default_rng(seed).gamma(4.0, 1 / 4.0, gray.shape).astype(np.float32)  # sd/mean 0.5
-    return np.clip(gray * noise, 0, 1)
-
-
 def lower_contrast(gray: np.ndarray) -> np.ndarray:
     return np.clip(gray.mean() + 0.6 * (gray - gray.mean()), 0, 1)
 
@@ -71,7 +66,7 @@ CHANGES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "lower contrast (60% around the mean)": lambda g, s: lower_contrast(g),
     "blur (Gaussian, 1.5 px)": lambda g, s: blur(g),
     "half the A-scans (width halved, then restored)": lambda g, s: half_the_a_scans(g),
-    "more speckle (x gamma noise, sd 0.5)": speckle,
+    "more speckle (x gamma noise, sd 0.5)": lambda g, s: add_speckle(g, 0.5, np.random.default_rng(s)),
     "narrower field (central 70% of the width)": lambda g, s: narrower_field(g),
     "JPEG quality 20": lambda g, s: jpeg(g),
 }

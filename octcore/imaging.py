@@ -283,3 +283,13 @@ def remove_padding(gray: np.ndarray) -> np.ndarray:
     if high < FILL_LEVEL and high - low > 0.05:  # a dim scan, not a near-uniform frame
         level, flat = low + FILL_LEVEL * (high - low), FILL_FLATNESS * (high - low) ** 2
     return np.where(_grow3((mean > level) & (variance < flat)), 0.0, gray).astype(np.float32)
+
+
+def add_speckle(gray: np.ndarray, sd: float, rng: np.random.Generator) -> np.ndarray:
+    """The scan times gamma noise of mean 1 and standard deviation `sd` (multiplicative speckle, as a device that
+    averages fewer frames per B-scan makes), clipped to [0, 1]: the noise the classical trainer's speckled copies
+    and the acquisition benchmark add. Gamma of shape 1/sd^2 and scale sd^2 has mean 1 and sd `sd`."""
+    if sd <= 0:
+        return gray.astype(np.float32)
+    noise = rng.gamma(1 / sd**2, sd**2, gray.shape).astype(np.float32)
+    return np.clip(gray * noise, 0, 1).astype(np.float32)
