@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -14,9 +15,10 @@ from octcore.data import Scan, parallel_imap
 from octcore.imaging import ScanError
 
 
-def _features_of(path: Path, settings: FeatureSettings, copy: int) -> tuple[np.ndarray | None, str | None]:
+def _features_of(item: tuple[Path, int], settings: FeatureSettings) -> tuple[np.ndarray | None, str | None]:
     """One scan's features (or its speckled copy's), or why it cannot be read (module level, so worker processes
     can run it)."""
+    path, copy = item
     try:
         return scan_features(path, settings, copy), None
     except ScanError as e:
@@ -29,10 +31,10 @@ def cached_features(
     cache_dir: Path | None,
     progress: bool = True,
     every: int = 256,
-    copy: int = 0,
+    copy: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """(n, 2, d) features of the scans, or of their `copy`-th speckled copies (`speckled_copy`); scans already in
-    the cache (same file, size, time, copy and settings) are not recomputed.
+    """(n, 2, d) features of the scans, or of scan i's `copy[i]`-th speckled copy (`speckled_copy`; 0: the scan);
+    scans already in the cache (same file, size, time, copy and settings) are not recomputed.
 
     The cache is a folder of part files of `every` scans, each written whole (temporary name, then
     rename) as extraction goes, so a run killed mid-way restarts where it stopped. An unreadable
@@ -41,7 +43,8 @@ def cached_features(
     tag = hashlib.sha1(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_dir / f"features-{tag}" if cache_dir else None
     keys = [f"{s.path}|{s.path.stat().st_size}|{s.path.stat().st_mtime_ns}" for s in scans]
-    keys = [f"{key}|speckled copy {copy}" for key in keys] if copy else keys
+    copy = copy or [0] * len(scans)
+    keys = [f"{key}|speckled copy {c}" if c else key for key, c in zip(keys, copy)]
     known = {}
     for part in sorted(folder.glob("part-*.npz")) if folder else []:
         with np.load(part, allow_pickle=False) as saved:
@@ -58,9 +61,9 @@ def cached_features(
         fresh.clear()
 
     rows = parallel_imap(
-        partial(_features_of, settings=settings, copy=copy),
-        [scans[i].path for i in todo],
-        f"speckled copy {copy}" if copy else "features",
+        partial(_features_of, settings=settings),
+        [(scans[i].path, copy[i]) for i in todo],
+        "features",
         progress=progress,
     )
     try:

@@ -96,9 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     # The scans in split order, so each part's features are a slice (a view) of one array: on the full dataset a
-    # copy of the training part's would be another 5.7 GB. Scans of no part ('excluded') are left out.
+    # copy of the training part's would be another 5.7 GB. Scans of no part ('excluded') are left out. The training
+    # part comes with its speckled copies (--speckle-copies), so that the SVM learns what a noisier device's scans
+    # look like; validation and test stay the scans as they are.
     parts = [split.indices(name) for name in SPLITS]
+    parts[0] = parts[0] * (args.speckle_copies + 1)
     order = [i for part in parts for i in part]
+    n_train = len(split.indices("train"))
+    copy = [i // n_train if i < len(parts[0]) else 0 for i in range(len(order))]
     used, groups = [scans[i] for i in order], split.groups[order]
     ends = np.cumsum([len(part) for part in parts])
     train_idx, val_idx, test_idx = slice(0, ends[0]), slice(ends[0], ends[1]), slice(ends[1], ends[2])
@@ -106,25 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Features, cached.
     settings = FeatureSettings(kind=args.features, flatten=not args.no_flatten)
     start = time.perf_counter()
-    cache = Path(args.cache_dir) if args.cache_dir else None
     try:
-        X = cached_features(used, settings, cache, progress, args.cache_every)
-        # Speckled copies of the training scans only: the SVM learns what a noisier device's scans look like, and
-        # validation and test stay the scans as they are.
-        copies = [
-            cached_features(used[train_idx], settings, cache, progress, args.cache_every, copy=k)
-            for k in range(1, args.speckle_copies + 1)
-        ]
+        X = cached_features(
+            used, settings, Path(args.cache_dir) if args.cache_dir else None, progress, args.cache_every, copy
+        )
     except ScanError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     y, patients = targets(used)
     print(
-        f"features: {len(used):,} scans and {ends[0] * args.speckle_copies:,} speckled copies in "
+        f"features: {len(used) - ends[0] + n_train:,} scans and {ends[0] - n_train:,} speckled copies in "
         f"{time.perf_counter() - start:.0f} s ({X.shape[-1]:,} per view)"
     )
-    X_train = np.concatenate([X[train_idx], *copies]) if copies else X[train_idx]
-    y_train, groups_train = (np.tile(a[train_idx], len(copies) + 1) for a in (y, groups))
 
     # 3. Choose C and gamma by patient-grouped CV on the training patients (unless both are given),
     #    fit on train, evaluate on the test patients.
@@ -134,30 +132,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     search = {"C": args.C, "gamma_scale": args.gamma_scale, "cv_accuracy": None}
     if len(grid["C"]) * len(grid["gamma_scale"]) > 1:
-        search = search_hyperparameters(X_train, y_train, groups_train, args.solver, grid, random_state=args.seed)
+        search = search_hyperparameters(
+            X[train_idx], y[train_idx], groups[train_idx], args.solver, grid, random_state=args.seed
+        )
         print(
             f"chosen by patient-grouped 3-fold CV on train: C={search['C']:g}, "
             f"gamma_scale={search['gamma_scale']:g} (CV accuracy {search['cv_accuracy']:.3f})"
         )
     model = OCTSVMClassifier(args.solver, search["C"], search["gamma_scale"], random_state=args.seed)
     start = time.perf_counter()
-    model.fit(X_train, y_train, groups_train)
-    seconds = time.perf_counter() - start
-    print(f"fit: {model.solver_} SVM with calibration on {len(y_train):,} scans in {seconds:.0f} s")
+    model.fit(X[train_idx], y[train_idx], groups[train_idx])
+    print(f"fit: {model.solver_} SVM with calibration on {ends[0]:,} scans in {time.perf_counter() - start:.0f} s")
 
     # 4. Temperature and out-of-scope detector from the training and validation scans; figures on the test patients.
     #    The detector learns the scans the SVM was trained on, speckled copies included: it was taught those.
     logits, features = embed(model, X)
-    copied_features = [embed(model, c)[1] for c in copies]
     calibration = fit_calibration(
-        np.concatenate([features[train_idx], *copied_features]),
-        y_train,
+        features[train_idx],
+        y[train_idx],
         logits[val_idx],
         features[val_idx],
         y[val_idx],
         "classical",
         "scaled HOG/LBP features, averaged over the scan and its mirror image",
-        groups_train,
+        groups[train_idx],
     )
     test = Classification.of(logits[test_idx], features[test_idx], calibration)
     metrics = evaluate(y[test_idx], test.proba, patients[test_idx], seed=args.seed)
@@ -173,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "C": search["C"],
         "gamma_scale": search["gamma_scale"],
         "search": {"grid": grid, "cv_accuracy": search["cv_accuracy"]},
-        "n_train": int(ends[0]),
+        "n_train": n_train,
         "speckle_copies": args.speckle_copies,
         "seed": args.seed,
     }

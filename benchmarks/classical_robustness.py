@@ -70,7 +70,10 @@ def main() -> None:
         start = time.perf_counter()
         settings = FeatureSettings(**fields)
         X = cached_features(used, settings, Path(args.cache_dir), progress=False)
-        copied = [cached_features(used, settings, Path(args.cache_dir), False, copy=k) for k in range(1, copies + 1)]
+        copied = [
+            cached_features(used, settings, Path(args.cache_dir), False, copy=[k] * len(used))
+            for k in range(1, copies + 1)
+        ]
         key = repr(sorted(fields.items()))
         if key not in changed_by_settings:
             jobs = [(s.path, i, fields) for i, s in enumerate(used)]

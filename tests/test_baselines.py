@@ -64,6 +64,27 @@ def test_feature_settings_round_trip_through_json():
     assert FeatureSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
 
 
+def test_speckled_copies_are_the_same_in_every_run_and_noisier_than_the_scan(a_scan):
+    from baselines.features import COPY_SPECKLE, speckled_copy
+
+    scan = read_scan(a_scan)
+    assert speckled_copy(scan, 0) is scan
+    first, again, second = speckled_copy(scan, 1), speckled_copy(read_scan(a_scan), 1), speckled_copy(scan, 2)
+    assert np.array_equal(first.gray, again.gray) and not np.array_equal(first.gray, second.gray)
+    assert first.gray.shape == scan.gray.shape and first.name == scan.name
+    tissue = (scan.gray > 0.1) & (scan.gray < 0.3)  # where the noise is seldom clipped at white
+    ratio = first.gray[tissue] / scan.gray[tissue]
+    assert abs(ratio.mean() - 1) < 0.05 and 0.01 < ratio.std() < COPY_SPECKLE[1] * 1.1
+
+
+def test_the_median_filter_changes_the_features_and_older_folders_keep_theirs(a_scan):
+    plain, filtered = (scan_features(a_scan, FeatureSettings(median=m)) for m in (0, 3))
+    assert plain.shape == filtered.shape and not np.allclose(plain, filtered)
+    saved = FeatureSettings().to_dict()
+    saved.pop("median")  # as folders saved before the setting existed
+    assert FeatureSettings.from_dict(saved).median == 0
+
+
 def test_padding_is_removed_and_speckled_tissue_kept(a_scan):
     tissue = load_scan(a_scan)[:200, :300]
     padded = np.hstack([tissue, np.full((200, 60), 0.97, np.float32)])
@@ -160,6 +181,28 @@ def test_refit_uses_the_feature_cache(trained, tmp_path):
     assert any(p.name.startswith("part-") for p in before)
     assert train(tmp_path / "again", cache) == 0
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*")} == before  # nothing recomputed, nothing rewritten
+
+
+def test_speckled_copies_are_trained_on_cached_and_said_on_the_card(trained, tmp_path, capsys):
+    """The default trains on one speckled copy of each training scan (and only those); --speckle-copies 0 on none."""
+    reference, cache = trained
+    n_train = json.loads((reference / "config.json").read_text())["n_train"]
+    fresh = tmp_path / "cache"  # the module's cache also holds copies of other tests' training parts
+    assert train(tmp_path / "default", fresh, "--split-file", str(reference / "split.json"), "--C", "10") == 0
+    copies = [key for part in fresh.rglob("part-*.npz") for key in np.load(part)["keys"] if "speckled copy" in key]
+    assert len(copies) == n_train and all(key.endswith("speckled copy 1") for key in copies)
+    assert json.loads((reference / "config.json").read_text())["speckle_copies"] == 1
+    assert "seen once with random multiplicative speckle added" in (reference / "README.md").read_text()
+    out = tmp_path / "no-copies"
+    capsys.readouterr()
+    assert train(out, cache, "--speckle-copies", "0", "--C", "10", "--gamma-scale", "0.5") == 0
+    assert f"on {n_train:,} scans" in capsys.readouterr().out  # the SVM saw each training scan once
+    assert json.loads((out / "config.json").read_text())["speckle_copies"] == 0
+    assert "speckle" not in (out / "README.md").read_text()
+    assert train(out, cache, "--speckle-copies", "2", "--C", "10", "--gamma-scale", "0.5") == 0
+    assert f"on {3 * n_train:,} scans" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        train(tmp_path / "bad", cache, "--speckle-copies", "-1")
 
 
 def test_a_skops_file_with_an_untrusted_type_is_refused(trained, tmp_path):
