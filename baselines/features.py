@@ -29,7 +29,8 @@ from octcore.imaging import ScanImage, ScanInput, add_speckle, read_scan, resize
 FEATURES_VERSION = 3
 TILE = (4, 4)  # pixels are counted once per tile, and the shifted grids move by whole tiles
 # The speckle of the trainer's speckled copies (--speckle-copies): standard deviation drawn uniformly in this range,
-# from none to a device that averages few frames (docs/results.md, *The classical models under speckle*).
+# from none to a device that averages few frames (docs/results.md, *The classical models under speckle*). The cache
+# keys a copy by its number alone: a change here changes the copies' features, so bump FEATURES_VERSION with it.
 COPY_SPECKLE = (0.0, 0.5)
 
 
