@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parts[0] = parts[0] * (args.speckle_copies + 1)
     order = [i for part in parts for i in part]
     n_train = len(split.indices("train"))
+    n_copies = n_train * args.speckle_copies
     copy = [i // n_train if i < len(parts[0]) else 0 for i in range(len(order))]
     used, groups = [scans[i] for i in order], split.groups[order]
     ends = np.cumsum([len(part) for part in parts])
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     y, patients = targets(used)
     print(
-        f"features: {len(used) - ends[0] + n_train:,} scans and {ends[0] - n_train:,} speckled copies in "
+        f"features: {len(used) - n_copies:,} scans and {n_copies:,} speckled copies in "
         f"{time.perf_counter() - start:.0f} s ({X.shape[-1]:,} per view)"
     )
 

@@ -72,6 +72,11 @@ CHANGES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
 }
 
 
+def changed(scan: ScanImage, change: Callable[[np.ndarray, int], np.ndarray], seed: int) -> ScanImage:
+    """A decoded scan changed one way (one of CHANGES), `seed` its random draws (the scan's index in the part)."""
+    return ScanImage(change(scan.gray, seed).astype(np.float32), scan.colour, scan.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="dataset folder (either layout)")
@@ -91,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     names = " | ".join(f"{m.name} accuracy | {m.name} on answered" for m in models)
     print(f"| change | {names} | withheld |\n|---|" + "---|" * (2 * len(models) + 1))
     for change, function in CHANGES.items():
-        changed = [ScanImage(function(d.gray, i).astype(np.float32), d.colour, d.name) for i, d in enumerate(decoded)]
-        withheld = np.array([bool(scan_warnings(s)) for s in changed])
+        scans_now = [changed(d, function, i) for i, d in enumerate(decoded)]
+        withheld = np.array([bool(scan_warnings(s)) for s in scans_now])
         results = []
         for model in models:
-            parts = [model.classify(changed[i : i + args.batch_size]) for i in range(0, len(changed), args.batch_size)]
+            parts = [
+                model.classify(scans_now[i : i + args.batch_size]) for i in range(0, len(scans_now), args.batch_size)
+            ]
             proba = np.concatenate([p.proba for p in parts])
             withheld |= np.concatenate([p.flagged for p in parts])
             results.append(proba)

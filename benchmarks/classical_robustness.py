@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from acquisition_shift import CHANGES  # run as a script, so benchmarks/ is on the path
+from acquisition_shift import CHANGES, changed  # run as a script, so benchmarks/ is on the path
 
 from baselines.cache import cached_features
-from baselines.features import FeatureSettings, band_features, feature_band
+from baselines.features import FeatureSettings, scan_features
 from baselines.model import OCTSVMClassifier, search_hyperparameters
 from octcore.data import cross_validation_parts, discover, parallel_map, split_scans
-from octcore.imaging import ScanImage, read_scan
+from octcore.imaging import read_scan
 
 # name -> (FeatureSettings fields changed from the defaults, speckled copies of each training scan)
 CANDIDATES = {
@@ -40,11 +40,7 @@ def changed_features(job: tuple[Path, int, dict]) -> np.ndarray:
     scan's index, as the benchmark seeds it (module level, so worker processes can run it)."""
     path, index, fields = job
     settings, scan = FeatureSettings(**fields), read_scan(path)
-    rows = []
-    for change in list(CHANGES.values())[1:]:
-        changed = ScanImage(change(scan.gray, index).astype(np.float32), scan.colour, scan.name)
-        rows.append(band_features(feature_band(changed, settings), settings))
-    return np.stack(rows)
+    return np.stack([scan_features(changed(scan, change, index), settings) for change in list(CHANGES.values())[1:]])
 
 
 def main() -> None:
