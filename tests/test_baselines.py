@@ -205,6 +205,31 @@ def test_speckled_copies_are_trained_on_cached_and_said_on_the_card(trained, tmp
         train(tmp_path / "bad", cache, "--speckle-copies", "-1")
 
 
+def test_the_detector_measures_distance_from_the_training_scans_not_their_copies(trained, sample):
+    """The SVM learns the speckled copies; the out-of-scope detector is fitted on the training scans alone
+    (docs/results.md, *The classical detector and the speckled copies*): fitted again here on them, it is the saved
+    one."""
+    from baselines.cache import cached_features
+    from models.classical import embed
+    from models.scope import COMPONENTS, FOLDS, OutOfScope
+    from octcore.data import discover, split_scans
+
+    out, cache = trained
+    model = load_model(out)
+    scans = discover(sample)
+    split = split_scans(scans, str(out / "split.json"), progress=False)
+    rows = split.indices("train")
+    features = embed(model.estimator, cached_features([scans[i] for i in rows], model.settings, cache, False))[1]
+    labels = np.array([scans[i].label_id for i in rows])
+    refit = OutOfScope.fit(
+        features, labels, COMPONENTS["classical"], folds=FOLDS["classical"], groups=split.groups[rows]
+    )
+    saved = model.calibration.out_of_scope
+    assert saved.class_means.shape == refit.class_means.shape
+    assert np.allclose(saved.class_means, refit.class_means, rtol=1e-4, atol=1e-5)
+    assert np.allclose(saved.precision, refit.precision, rtol=1e-3, atol=1e-3)
+
+
 def test_a_skops_file_with_an_untrusted_type_is_refused(trained, tmp_path):
     out, _ = trained
     from decimal import Decimal
