@@ -192,7 +192,8 @@ def test_speckled_copies_are_trained_on_cached_and_said_on_the_card(trained, tmp
     copies = [key for part in fresh.rglob("part-*.npz") for key in np.load(part)["keys"] if "speckled copy" in key]
     assert len(copies) == n_train and all(key.endswith("speckled copy 1") for key in copies)
     assert json.loads((reference / "config.json").read_text())["speckle_copies"] == 1
-    assert "seen once with random multiplicative speckle added" in (reference / "README.md").read_text()
+    card = (reference / "README.md").read_text()
+    assert "seen once with random multiplicative speckle added" in card and "without these copies" in card
     out = tmp_path / "no-copies"
     capsys.readouterr()
     assert train(out, cache, "--speckle-copies", "0", "--C", "10", "--gamma-scale", "0.5") == 0
