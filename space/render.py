@@ -331,7 +331,12 @@ figcaption { font-weight: 600; font-size: .9em; } .how { font-size: .9em; opacit
 .bar { display: flex; align-items: center; gap: .4em; font-size: .85em; max-width: 512px; }
 .bar i { flex: 1; height: .7em; border-radius: 3px; }
 .legend { display: flex; flex-wrap: wrap; gap: .8em; font-size: .85em; }
-.legend i { display: inline-block; width: .9em; height: .9em; margin-right: .3em; vertical-align: middle; }
+.legend i { display: inline-block; width: .9em; height: .9em; margin-right: .3em; vertical-align: middle;
+  outline: 1px solid var(--border-color-primary); }  /* the dark swatches stay visible on a dark page */
+/* #b45309 is too faint on a dark page (3.8:1). One selector a rule: Gradio scopes custom CSS, and of a list of
+   selectors only the first beginning .dark was found in dark mode */
+.dark .headline .withheld { color: #fbbf24; }
+.dark .verdict.withheld { color: #fbbf24; }
 figure.scan img { max-height: 200px; width: auto; max-width: 100%; }
 .frames > div { max-height: 20em; overflow: auto; } .frames table { font-size: .85em; border-collapse: collapse; }
 .frames th, .frames td { text-align: left; padding: .15em .5em; border-bottom: 1px solid var(--border-color-primary); }
