@@ -70,6 +70,30 @@ def landing(page, url: str, shots: Path | None = None) -> None:
     page.locator("#conditions .preview").wait_for(state="detached", timeout=SECONDS)
 
 
+CONTRAST = """(selector) => {  // WCAG contrast of an element's text against the first opaque background behind it
+    const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+    const linear = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    const lum = (c) => rgb(c).slice(0, 3).map(linear).reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const opaque = (e) => { const c = rgb(getComputedStyle(e).backgroundColor); return c.length < 4 || c[3] > 0; };
+    const el = document.querySelector(selector);
+    let back = el;
+    while (back.parentElement && !opaque(back)) back = back.parentElement;
+    const [a, b] = [lum(getComputedStyle(el).color), lum(getComputedStyle(back).backgroundColor)];
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def dark(page, url: str, image: Path) -> None:
+    """In dark mode the words that say there is no answer are readable: at least 4.5:1 against the page (WCAG AA)."""
+    page.goto(url + "?__theme=dark")
+    page.get_by_role("tab", name="One scan").click()
+    page.locator("#scan-input input[type=file]").set_input_files(str(image))
+    _text(page, "cannot judge", "#summary")
+    for selector in ("#summary .withheld", "#classical-panel .verdict.withheld"):
+        ratio = page.evaluate(CONTRAST, selector)
+        assert ratio >= 4.5, f"{selector}: contrast {ratio:.1f}:1 in dark mode"
+
+
 def phone(page, url: str, shots: Path | None = None) -> None:
     """On a phone's screen the notice and the scan input are on the first screen; the introduction, closed there,
     opens with a tap; an example's answer, below the inputs there, is scrolled into view."""
