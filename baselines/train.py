@@ -150,20 +150,23 @@ def main(argv: list[str] | None = None) -> int:
     #    on the copies too, it told a class left out of training apart less well, and heavy speckle, on which the
     #    SVM is mostly wrong, looked familiar to it (docs/results.md, *The classical detector and the speckled
     #    copies*).
-    logits, features = embed(model, X)
+    #    Nothing reads the copies' rows, so they are not embedded (at full size, 75,156 rows of scaled features).
+    _, train_features = embed(model, X[:n_train])
+    logits, features = embed(model, X[ends[0] :])  # the validation part, then the test part
+    n_val = ends[1] - ends[0]
     calibration = fit_calibration(
-        features[:n_train],
+        train_features,
         y[:n_train],
-        logits[val_idx],
-        features[val_idx],
+        logits[:n_val],
+        features[:n_val],
         y[val_idx],
         "classical",
         "scaled HOG/LBP features, averaged over the scan and its mirror image",
         groups[:n_train],
     )
-    test = Classification.of(logits[test_idx], features[test_idx], calibration)
+    test = Classification.of(logits[n_val:], features[n_val:], calibration)
     metrics = evaluate(y[test_idx], test.proba, patients[test_idx], seed=args.seed)
-    metrics.update(test_summary(calibration, logits[test_idx], y[test_idx], test.flagged))
+    metrics.update(test_summary(calibration, logits[n_val:], y[test_idx], test.flagged))
 
     # 5. Save a self-describing folder (what loading needs in config.json; how it was made, with the split,
     #    for the card), then publish if asked.

@@ -183,6 +183,23 @@ def test_refit_uses_the_feature_cache(trained, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*")} == before  # nothing recomputed, nothing rewritten
 
 
+def test_features_past_the_memory_limit_are_mapped_from_disk_and_the_same(trained, sample, monkeypatch):
+    """A whole dataset's features (12 GB at full size with the speckled copies) come back mapped from a file in the
+    cache folder instead of held in memory, with the same values; the file leaves nothing behind."""
+    import baselines.cache
+    from baselines.cache import cached_features
+    from octcore.data import discover
+
+    _, cache = trained
+    scans = discover(sample)[:12]
+    held = cached_features(scans, FeatureSettings(), cache, False, copy=[0] * 6 + [1] * 6)
+    monkeypatch.setattr(baselines.cache, "IN_MEMORY_LIMIT", held.nbytes - 1)
+    mapped = cached_features(scans, FeatureSettings(), cache, False, copy=[0] * 6 + [1] * 6)
+    assert isinstance(mapped, np.memmap) and not isinstance(held, np.memmap)
+    assert np.array_equal(mapped, held)
+    assert not list(cache.rglob(".assembled-*"))  # unlinked at once: nothing left when the process ends
+
+
 def test_speckled_copies_are_trained_on_cached_and_said_on_the_card(trained, tmp_path, capsys):
     """The default trains on one speckled copy of each training scan (and only those); --speckle-copies 0 on none."""
     reference, cache = trained
