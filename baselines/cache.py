@@ -5,6 +5,7 @@ import json
 import os
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -29,16 +30,45 @@ def _features_of(item: tuple[Path, int], settings: FeatureSettings) -> tuple[np.
         return None, e.reason
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _on_disk(folder: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A zeroed array mapped from a file in `folder`. Its pages are the kernel's to write back and drop, so a whole
     dataset's features need not stay in memory beside the SVM fit's own arrays: at full size, 84,484 scans and the
     speckled copies of the 75,156 training ones are 12.1 GB, and the Nystroem fit holds about 15 GB more (the
-    mapped rows, a calibration fold's copy of them, liblinear's own copy), past a 24 GB machine together. The file
-    is unlinked at once (the mapping keeps its pages), so nothing is left behind however the process ends."""
+    mapped rows, a calibration fold's copy of them, liblinear's own copy), past a 24 GB machine together.
+
+    The file keeps its name while the array (or any view of it) lives: the hyperparameter search's worker processes
+    are sent a mapped array as its file's name, and open it themselves. It is removed when the array is freed; a
+    file left by a process that was killed (its id is in the name) is removed by the next call here."""
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".assembled-") as handle:
-        handle.truncate(int(np.prod(shape)) * np.dtype(dtype).itemsize)
-        return np.memmap(handle, dtype=dtype, mode="r+", shape=shape)
+    for stale in folder.glob(".assembled-*"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    handle, path = tempfile.mkstemp(dir=folder, prefix=f".assembled-{os.getpid()}-")
+    try:
+        if hasattr(os, "posix_fallocate"):  # a full disk is an OSError here, not a SIGBUS while the array is filled
+            os.posix_fallocate(handle, 0, nbytes)
+        else:
+            os.ftruncate(handle, nbytes)
+        array = np.memmap(path, dtype=dtype, mode="r+", shape=shape)
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(handle)
+    weakref.finalize(array._mmap, os.unlink, path)  # views share the one mmap: freed with the last of them
+    return array
 
 
 def cached_features(

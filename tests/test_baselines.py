@@ -185,7 +185,8 @@ def test_refit_uses_the_feature_cache(trained, tmp_path):
 
 def test_features_past_the_memory_limit_are_mapped_from_disk_and_the_same(trained, sample, monkeypatch):
     """A whole dataset's features (12 GB at full size with the speckled copies) come back mapped from a file in the
-    cache folder instead of held in memory, with the same values; the file leaves nothing behind."""
+    cache folder instead of held in memory, with the same values; the file goes with the array, and one left by a
+    killed process is removed by the next run."""
     import baselines.cache
     from baselines.cache import cached_features
     from octcore.data import discover
@@ -197,7 +198,27 @@ def test_features_past_the_memory_limit_are_mapped_from_disk_and_the_same(traine
     mapped = cached_features(scans, FeatureSettings(), cache, False, copy=[0] * 6 + [1] * 6)
     assert isinstance(mapped, np.memmap) and not isinstance(held, np.memmap)
     assert np.array_equal(mapped, held)
-    assert not list(cache.rglob(".assembled-*"))  # unlinked at once: nothing left when the process ends
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = Path(mapped.filename).with_name(f".assembled-{int(dead.stdout)}-left")
+    left.write_bytes(b"killed mid-way")
+    assert np.array_equal(cached_features(scans, FeatureSettings(), cache, False, copy=[0] * 6 + [1] * 6), held)
+    assert not left.exists()
+    del mapped
+    assert not list(cache.rglob(".assembled-*"))  # removed with the array: nothing left behind
+
+
+def test_the_trainer_searches_and_fits_on_mapped_features(trained, tmp_path, monkeypatch):
+    """Past the memory limit the trainer's own path works on the mapped features: the search's worker processes
+    read them (joblib reopens a mapped array's file by name), and the model is the one trained in memory."""
+    import baselines.cache
+
+    reference, cache = trained
+    monkeypatch.setattr(baselines.cache, "IN_MEMORY_LIMIT", 0)
+    out = tmp_path / "mapped"
+    assert train(out, cache, "--split-file", str(reference / "split.json")) == 0
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (reference, out)]
+    assert metrics[0] == metrics[1]
+    assert not list(cache.rglob(".assembled-*"))
 
 
 def test_speckled_copies_are_trained_on_cached_and_said_on_the_card(trained, tmp_path, capsys):
