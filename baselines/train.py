@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from baselines.model import OCTSVMClassifier, search_hyperparameters
     from models.base import Classification
     from models.card import TRAINING_FILE
-    from models.classical import FORMAT, embed
+    from models.classical import FORMAT, embed, scaled_features
     from models.push import push_model
     from models.scope import fit_calibration, test_summary
     from octcore.data import SPLITS, DataError, describe_data, discover, split_scans, targets
@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     #    on the copies too, it told a class left out of training apart less well, and heavy speckle, on which the
     #    SVM is mostly wrong, looked familiar to it (docs/results.md, *The classical detector and the speckled
     #    copies*).
-    #    Nothing reads the copies' rows, so they are not embedded (at full size, 75,156 rows of scaled features).
-    _, train_features = embed(model, X[:n_train])
+    #    Nothing reads the copies' rows, so they are not embedded (at full size, 75,156 rows of scaled features),
+    #    nor the training scans' probabilities.
+    train_features = scaled_features(model, X[:n_train])
     logits, features = embed(model, X[ends[0] :])  # the validation part, then the test part
     n_val = ends[1] - ends[0]
     calibration = fit_calibration(

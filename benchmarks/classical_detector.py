@@ -22,8 +22,8 @@ from sklearn.metrics import roc_auc_score
 
 from baselines.cache import cached_features
 from baselines.features import scan_features
-from models.classical import embed, load_classical
-from models.scope import COMPONENTS, FOLDS, OutOfScope
+from models.classical import ClassicalModel, load_classical, scaled_features
+from models.scope import OutOfScope, fit_detector
 from octcore.data import discover, parallel_map, split_scans
 from octcore.imaging import read_scan
 from octcore.labels import CLASSES
@@ -43,12 +43,7 @@ def detectors(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_tr
     """Each candidate's detector, the trainer's settings; rows [0, n_train) are the training scans, the rest their
     speckled copies, in the same order."""
     rows = {CANDIDATES[0]: slice(None), CANDIDATES[1]: slice(0, n_train)}
-    return {
-        name: OutOfScope.fit(
-            features[r], labels[r], COMPONENTS["classical"], folds=FOLDS["classical"], groups=groups[r]
-        )
-        for name, r in rows.items()
-    }
+    return {name: fit_detector("classical", features[r], labels[r], groups[r]) for name, r in rows.items()}
 
 
 def main() -> None:
@@ -66,24 +61,23 @@ def main() -> None:
     train, val = np.array(split.indices("train")), np.array(split.indices("val"))
     cache = Path(args.cache_dir)
 
-    def features_of(model_folder: Path, rows: np.ndarray, copy: int = 0) -> np.ndarray:
+    def features_of(model: ClassicalModel, rows: np.ndarray, copy: int = 0) -> np.ndarray:
         """The model's scaled features (what its detector reads) of scans[rows], or of their speckled copy."""
-        model = load_classical(model_folder)
         X = cached_features([scans[i] for i in rows], model.settings, cache, False, copy=[copy] * len(rows))
-        return embed(model.estimator, X)[1]
+        return scaled_features(model.estimator, X)
 
     # Near: a class left out of training; each candidate scored on the validation scans.
     print("| left out | candidate | validation AUROC, in scope against the left-out class | training scans flagged |")
     print("|---|---|---|---|")
     scores: dict[str, list[float]] = {name: [] for name in CANDIDATES}
     for left in args.left_out:
-        folder = Path(args.ood) / f"without-{left}" / "hog-lbp-svm"
+        trained = load_classical(Path(args.ood) / f"without-{left}" / "hog-lbp-svm")
         keep = labels[train] != CLASSES.index(left)
         inside, outside = val[labels[val] != CLASSES.index(left)], val[labels[val] == CLASSES.index(left)]
         taught = train[keep]
-        X = np.concatenate([features_of(folder, taught), features_of(folder, taught, copy=1)])
+        X = np.concatenate([features_of(trained, taught), features_of(trained, taught, copy=1)])
         y, g = np.tile(labels[taught], 2), np.tile(split.groups[taught], 2)
-        X_in, X_out = features_of(folder, inside), features_of(folder, outside)
+        X_in, X_out = features_of(trained, inside), features_of(trained, outside)
         truth = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
         for name, detector in detectors(X, y, g, len(taught)).items():
             detector.with_threshold(X_in)
@@ -97,10 +91,12 @@ def main() -> None:
     # The default model, all four classes: what each candidate flags of the validation scans, as they are and
     # under heavy speckle, and of the training scans.
     model = load_classical(Path(args.model))
-    X = np.concatenate([features_of(Path(args.model), train), features_of(Path(args.model), train, copy=1)])
-    X_val = features_of(Path(args.model), val)
+    X = np.concatenate([features_of(model, train), features_of(model, train, copy=1)])
+    X_val = features_of(model, val)
     jobs = [(scans[i].path, index, model.settings) for index, i in enumerate(val)]
-    speckled = embed(model.estimator, np.stack(parallel_map(speckled_features, jobs, "speckle", progress=False)))[1]
+    speckled = scaled_features(
+        model.estimator, np.stack(parallel_map(speckled_features, jobs, "speckle", progress=False))
+    )
     g = np.tile(split.groups[train], 2)
     print("\n| all four classes | validation flagged | under heavy speckle | training scans flagged |")
     print("|---|---|---|---|")

@@ -38,16 +38,22 @@ TRUSTED_TYPES = {
 }
 
 
-def embed(estimator, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (the log of the Platt-calibrated probabilities, averaged over the two views) and the scaled
-    features the out-of-scope detector reads, from (n, 2, d) feature pairs: for the trainer and the loader.
-    Taken a part at a time, so a whole dataset's features are never scaled (copied) at once."""
-    proba = np.zeros((len(features), len(CLASSES)))
+def scaled_features(estimator, features: np.ndarray) -> np.ndarray:
+    """(n, d) the scaled features the out-of-scope detector reads, from (n, 2, d) feature pairs. Taken a part at a
+    time, so a whole dataset's features are never scaled (copied) at once."""
     scaled = np.empty((len(features), features.shape[-1]), dtype=np.float32)
     for part in row_parts(len(features)):
-        proba[part, estimator.classes_] = estimator.predict_proba(features[part])  # a class not trained: 0
         scaled[part] = estimator.scaled(features[part])
-    return np.log(np.clip(proba, 1e-12, 1)), scaled
+    return scaled
+
+
+def embed(estimator, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (the log of the Platt-calibrated probabilities, averaged over the two views) and the scaled
+    features (`scaled_features`), from (n, 2, d) feature pairs: for the trainer and the loader."""
+    proba = np.zeros((len(features), len(CLASSES)))
+    for part in row_parts(len(features)):
+        proba[part, estimator.classes_] = estimator.predict_proba(features[part])  # a class not trained: 0
+    return np.log(np.clip(proba, 1e-12, 1)), scaled_features(estimator, features)
 
 
 class ClassicalModel:

@@ -244,6 +244,12 @@ class Calibration:
         return cls(float(record["temperature"]), scope, {k: v for k, v in record.items() if k != "temperature"})
 
 
+def fit_detector(kind: str, features: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> OutOfScope:
+    """The out-of-scope detector the trainers fit for a model of this kind (COMPONENTS, FOLDS), before its threshold;
+    groups: the scans' patients, for cross-fitting."""
+    return OutOfScope.fit(features, labels, COMPONENTS[kind], folds=FOLDS[kind], groups=groups)
+
+
 def fit_calibration(
     train_features: np.ndarray,
     train_labels: np.ndarray,
@@ -271,8 +277,7 @@ def fit_calibration(
     # be (the sixth round's ViT, right on 94 of 95 in float32, was sharpened 5.5-fold so): two at least, then.
     wrong = int((np.argmax(val_logits, axis=1) != np.asarray(val_labels)).sum())
     temperature = fitted if with_fitted <= before and wrong >= MIN_WRONG_TO_FIT else 1.0
-    scope = OutOfScope.fit(train_features, train_labels, COMPONENTS[kind], folds=FOLDS[kind], groups=train_groups)
-    scope.with_threshold(val_features)
+    scope = fit_detector(kind, train_features, train_labels, train_groups).with_threshold(val_features)
     detectors = len(scope.mean)
     report = {
         "fitted_on": {

@@ -249,8 +249,8 @@ def test_the_detector_measures_distance_from_the_training_scans_not_their_copies
     (docs/results.md, *The classical detector and the speckled copies*): fitted again here on them, it is the saved
     one."""
     from baselines.cache import cached_features
-    from models.classical import embed
-    from models.scope import COMPONENTS, FOLDS, OutOfScope
+    from models.classical import scaled_features
+    from models.scope import fit_detector
     from octcore.data import discover, split_scans
 
     out, cache = trained
@@ -258,11 +258,11 @@ def test_the_detector_measures_distance_from_the_training_scans_not_their_copies
     scans = discover(sample)
     split = split_scans(scans, str(out / "split.json"), progress=False)
     rows = split.indices("train")
-    features = embed(model.estimator, cached_features([scans[i] for i in rows], model.settings, cache, False))[1]
-    labels = np.array([scans[i].label_id for i in rows])
-    refit = OutOfScope.fit(
-        features, labels, COMPONENTS["classical"], folds=FOLDS["classical"], groups=split.groups[rows]
+    features = scaled_features(
+        model.estimator, cached_features([scans[i] for i in rows], model.settings, cache, False)
     )
+    labels = np.array([scans[i].label_id for i in rows])
+    refit = fit_detector("classical", features, labels, split.groups[rows])
     saved = model.calibration.out_of_scope
     assert saved.class_means.shape == refit.class_means.shape
     assert np.allclose(saved.class_means, refit.class_means, rtol=1e-4, atol=1e-5)
