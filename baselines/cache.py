@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from baselines.features import FeatureSettings, scan_features
 from octcore.data import Scan, parallel_imap
@@ -30,16 +31,6 @@ def _features_of(item: tuple[Path, int], settings: FeatureSettings) -> tuple[np.
         return None, e.reason
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _on_disk(folder: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A zeroed array mapped from a file in `folder`. Its pages are the kernel's to write back and drop, so a whole
     dataset's features need not stay in memory beside the SVM fit's own arrays: at full size, 84,484 scans and the
@@ -52,7 +43,7 @@ def _on_disk(folder: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarra
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".assembled-*"):
         pid = stale.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
             stale.unlink(missing_ok=True)
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     handle, path = tempfile.mkstemp(dir=folder, prefix=f".assembled-{os.getpid()}-")
