@@ -349,5 +349,18 @@ figure.scan img { max-height: 200px; width: auto; max-width: 100%; }
   #model-table table { display: block; overflow-x: auto; } #model-table th:first-child { min-width: 6.5em; }
   #model-table th:nth-child(2), #model-table td:nth-child(2) { display: none; }
   #model-table th:nth-child(n+4), #model-table td:nth-child(n+4) { display: none; }
+  /* The Batch table as cards: file, status and answers on one line, the notes under them across the screen (the
+     desktop's pixel widths ran the notes 600 px past a phone's edge). Gradio sets its widths inline, hence !important;
+     its rows are flex boxes whose heights it measures, so a wrapped row keeps its place. */
+  #batch-table .header-table, #batch-table .virtual-body { width: 100% !important; table-layout: fixed; }
+  #batch-table .sizing-body, #batch-table th:last-child { display: none; }
+  #batch-table th, #batch-table .body-cell { width: auto !important; min-width: 0 !important;
+    max-width: none !important; flex: 1 1 0 !important; font-size: 12px; }
+  #batch-table .cell-wrap { padding-left: 5px !important; padding-right: 5px !important; }  /* "HOG+LBP" whole */
+  #batch-table th:first-child, #batch-table .body-cell:first-child { width: 32% !important; flex: 0 0 32% !important; }
+  #batch-table th:nth-child(2), #batch-table .body-cell:nth-child(2) { width: 28% !important;
+    flex: 0 0 28% !important; }  /* "unreadable" on one line */
+  #batch-table .virtual-row { flex-wrap: wrap; border-bottom: 1px solid var(--border-color-primary); }
+  #batch-table .body-cell:last-child { flex: 0 0 100% !important; }
 }
 """

@@ -367,7 +367,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
             files = gr.File(label="Scans or zips", file_count="multiple", elem_id="batch-files")
             go = gr.Button("Classify all", variant="primary")
             # Widths in pixels: left to itself the notes column grew as wide as its longest note and was cut off on
-            # a desktop; on a phone these leave the file, its status and the ViT's answer on the first screen.
+            # a desktop. On a phone render.CSS overrides them: each row a card, its notes on a line of their own.
             table = gr.Dataframe(
                 label="Predictions",
                 wrap=True,

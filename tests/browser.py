@@ -7,6 +7,8 @@ to make the pictures in the docs.
 
 from pathlib import Path
 
+from octcore.labels import CLASSES
+
 CHROMIUM = "/usr/bin/chromium"
 SECONDS = 120_000  # ms a step may wait: a cold model on a loaded machine, never a bound on speed
 
@@ -243,11 +245,19 @@ def batch(page, archive: Path, shots: Path | None = None, more: tuple[Path, ...]
     _text(page, "oct-predictions", "#batch-csv")
     _text(page, "ok|withheld", "#batch-table")
     _text(page, "scans: \\d+ ok, \\d+ withheld, \\d+ unreadable", ".toast-body")  # the count, for a long table
-    # Every column, the notes included, ends inside the table as shown: no note is cut off at its right edge.
-    overflow = page.evaluate(
-        "() => { const table = document.querySelector('#batch-table table'); const right = "
-        "table.parentElement.getBoundingClientRect().right; return Math.max(...[...table.querySelectorAll('th')]"
-        ".map(th => th.getBoundingClientRect().right)) - right; }"
+    # Every cell, the notes included, ends inside the table as shown (no note cut off at its right edge on a desktop,
+    # nothing past a phone's edge), and a status or an answer, one word, is on one line (not broken mid-word).
+    cells = page.evaluate(
+        """() => { const edge = document.querySelector('#batch-table .virtual-table-viewport')
+          .getBoundingClientRect().right;
+        return [...document.querySelectorAll('#batch-table th, #batch-table .body-cell')]
+          .filter(c => c.offsetParent && !c.closest('.sizing-body')).map(c => {
+            const text = c.querySelector('span'), lines = document.createRange();
+            lines.selectNodeContents(text);
+            return [text.innerText, c.getBoundingClientRect().right - edge, lines.getClientRects().length]; }); }"""
     )
-    assert overflow <= 1, f"the table's last column runs {overflow:.0f} px past its visible edge"
+    past = [(text, round(over)) for text, over, _ in cells if over > 1]
+    assert not past, f"cells run past the table's visible edge (text, px): {past[:5]}"
+    broken = [text for text, _, lines in cells if text in ("ok", "withheld", "unreadable", *CLASSES) and lines > 1]
+    assert not broken, f"one-word cells broken over lines: {broken[:5]}"
     _shot(page, shots, "batch")

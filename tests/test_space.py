@@ -472,7 +472,8 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypat
     """Chromium through the visitor's path: the landing view, an upload and its preview, an unreadable file (no answer
     left on the page), a volume then a scan (the page answers for the last), another classical model (when several
     are loaded), an example clicked, an unreadable file again, an image the models cannot judge, a zip in the wrong
-    place, then on the Batch tab; the landing view on a phone, with an example's answer scrolled into view; and in
+    place, then on the Batch tab; the landing view on a phone, with an example's answer scrolled into view, and its
+    Batch table within the screen; and in
     dark mode the words that say there is no answer readable."""
     playwright = pytest.importorskip("playwright.sync_api")
     import browser as walk
@@ -522,7 +523,9 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypat
             toasts = page.locator(".toast-body").all_inner_texts()
             e.add_note(f"the page at the failure: {tmp_path / 'failure.png'}; its messages: {toasts}")
             raise
-        walk.phone(browser.new_page(viewport={"width": 390, "height": 844}), served)
+        on_phone = browser.new_page(viewport={"width": 390, "height": 844})
+        walk.phone(on_phone, served)
+        walk.batch(on_phone, archive, more=(notes,))  # the table fits the phone's screen, notes included
         walk.dark(browser.new_page(viewport={"width": 390, "height": 844}), served, photo)
         browser.close()
 
