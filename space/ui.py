@@ -89,6 +89,12 @@ def new_upload_subfolder(prefix: str = "tmp") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
+# The example thumbnails' alt text, set by the page whenever Gradio draws them (build says why).
+NAME_EXAMPLES = """() => { const name = () => document.querySelectorAll('#example-scans button.gallery-item img')
+    .forEach((img, i) => { if (!img.alt) img.alt = `Example scan ${i + 1}`; });
+  name(); new MutationObserver(name).observe(document.body, {childList: true, subtree: true}); }"""
+
+
 @cache
 def examples() -> tuple[list[str], list[tuple[str, str]]]:
     """Scans to try (neutral names, so the name does not give the answer away) and one labelled scan per class."""
@@ -347,6 +353,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                         samples=[[p] for p in tries],
                         type="index",  # the click's handler takes the scan from `tries`
                         label="Example scans: click one",
+                        elem_id="example-scans",
                     )
                 # gr.Dataset, not gr.Examples: Examples sets the input by a component update, for which Gradio builds
                 # the session its own plain gr.Image, without readable_by_the_app, so a bad file dropped after an
@@ -396,6 +403,11 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
                 api_name="classify",
                 api_description=classify.__doc__,
             )
+        if tries:
+            # Gradio draws the thumbnails with an empty alt text, so a screen reader announced unnamed buttons: the
+            # page names them, neutrally (like the files, the name must not give the answer away), whenever they are
+            # drawn (Gradio may draw them after the page's load event, or again).
+            demo.load(None, js=NAME_EXAMPLES, queue=False, show_progress="hidden", api_visibility="private")
         # On a phone the open introduction would push the upload several screens down: there it starts closed, one tap
         # away. Gradio has no per-screen default, so the browser reports its width when the page loads.
         demo.load(

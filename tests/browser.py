@@ -59,6 +59,10 @@ def landing(page, url: str, shots: Path | None = None) -> None:
         return fonts; }"""
     )
     assert len(widths) == 2 and all(abs(a - b) < 0.5 for a, b in widths.values()), f"bold text mixes fonts: {widths}"
+    # Each example thumbnail is a button a screen reader can name (Gradio draws them with an empty alt text).
+    thumbnails = page.locator("#example-scans button.gallery-item")
+    for i in range(thumbnails.count()):
+        page.get_by_role("button", name=f"Example scan {i + 1}", exact=True).wait_for(timeout=SECONDS)
     top = page.locator("#scan-input").bounding_box()["y"]
     assert top < page.viewport_size["height"] - 100, f"the scan input starts {top:.0f} px down, below the first screen"
     _shot(page, shots, "landing")
