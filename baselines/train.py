@@ -29,12 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="dataset folder (either layout)")
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--split-file", help="use exactly this split's patients (default: split here and save it)")
-    parser.add_argument("--features", choices=KINDS, default="hog+lbp")
+    parser.add_argument("--features", choices=KINDS, default="hog+lbp", help="which features (default hog+lbp)")
     parser.add_argument(
         "--solver",
         choices=("auto", *SOLVERS),
         default="auto",
-        help=f"auto: exact RBF SVM below {EXACT_LIMIT:,} scans, Nystroem + linear SVM above",
+        help=f"auto: exact RBF SVM below {EXACT_LIMIT:,} training rows (scans and their speckled copies), Nystroem + "
+        "linear SVM above",
     )
     parser.add_argument("--C", type=float, help=f"SVM C (default: searched over {PARAM_GRID['C']})")
     parser.add_argument(
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.speckle_copies < 0:
         parser.error("--speckle-copies must be 0 or more")
+    for name, value in (("--C", args.C), ("--gamma-scale", args.gamma_scale)):
+        if value is not None and not value > 0:
+            parser.error(f"{name} must be above 0, not {value}")
     # Only now the imports that take seconds (scikit-learn, scikit-image, skops, and the modules that use them), so
     # that --help and a usage error answer at once.
     import numpy as np
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"split: {split.source}")
-    problem = split.training_problem(scans)
+    problem = split.training_problem(scans) or split.validation_problem()
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -128,22 +132,29 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Choose C and gamma by patient-grouped CV on the training patients (unless both are given),
     #    fit on train, evaluate on the test patients.
     grid = {
-        "C": [args.C] if args.C else PARAM_GRID["C"],
-        "gamma_scale": [args.gamma_scale] if args.gamma_scale else PARAM_GRID["gamma_scale"],
+        "C": [args.C] if args.C is not None else PARAM_GRID["C"],
+        "gamma_scale": [args.gamma_scale] if args.gamma_scale is not None else PARAM_GRID["gamma_scale"],
     }
     search = {"C": args.C, "gamma_scale": args.gamma_scale, "cv_accuracy": None}
-    if len(grid["C"]) * len(grid["gamma_scale"]) > 1:
+    # The held-out folds hold the speckled copies too, so the CV accuracy scores the scans and their copies: the
+    # search favours C and gamma that also hold up under speckle, as the copies are there for.
+    scored = "the training scans" + (" and their speckled copies" if n_copies else "")
+    points = len(grid["C"]) * len(grid["gamma_scale"])
+    if points > 1:
+        print(f"searching C and gamma: {points} settings, patient-grouped 3-fold CV on {scored} ...", flush=True)
         search = search_hyperparameters(
             X[train_idx], y[train_idx], groups[train_idx], args.solver, grid, random_state=args.seed
         )
         print(
-            f"chosen by patient-grouped 3-fold CV on train: C={search['C']:g}, "
-            f"gamma_scale={search['gamma_scale']:g} (CV accuracy {search['cv_accuracy']:.3f})"
+            f"chosen: C={search['C']:g}, gamma_scale={search['gamma_scale']:g} "
+            f"(CV accuracy {search['cv_accuracy']:.3f} on {scored})"
         )
     model = OCTSVMClassifier(args.solver, search["C"], search["gamma_scale"], random_state=args.seed)
     start = time.perf_counter()
+    rows = f"{n_train:,} scans" + (f" and {n_copies:,} speckled copies" if n_copies else "")
+    print(f"fitting the SVM with calibration on {rows} ...", flush=True)
     model.fit(X[train_idx], y[train_idx], groups[train_idx])
-    print(f"fit: {model.solver_} SVM with calibration on {ends[0]:,} scans in {time.perf_counter() - start:.0f} s")
+    print(f"fit: {model.solver_} SVM on {rows} in {time.perf_counter() - start:.0f} s")
 
     # 4. Temperature and out-of-scope detector from the training and validation scans; figures on the test patients.
     #    The detector learns the training scans alone, not their speckled copies (the first n_train rows): fitted
@@ -178,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "solver": model.solver_,
         "C": search["C"],
         "gamma_scale": search["gamma_scale"],
-        "search": {"grid": grid, "cv_accuracy": search["cv_accuracy"]},
+        "search": {"grid": grid, "cv_accuracy": search["cv_accuracy"], "cv_scored_on": scored},
         "n_train": n_train,
         "speckle_copies": args.speckle_copies,
         "seed": args.seed,

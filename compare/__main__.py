@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         figures.update(kind=model.kind, source=name, ms_per_image=ms, size_mb=model_size_mb(model))
         if args.explain:
             step = max(1, len(scans) // args.explain)
-            figures["explanation"] = explanation_figures(model, [s.path for s in scans[::step][: args.explain]])
+            chosen = [s.path for s in scans[::step][: args.explain]]
+            figures["explanation"] = explanation_figures(model, chosen, desc=f"{label}: maps")
         results[label] = figures
         rows += prediction_rows(label, scans, outside, Path(args.data).resolve(), scored[label])
         scope = figures["out_of_scope"]

@@ -12,6 +12,7 @@ classical model, whose HOG and LBP pictures show what it reads, not where its an
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from models import OCTModel
 from octcore.imaging import ScanImage, read_scan
@@ -70,12 +71,13 @@ def border_fraction(heat: np.ndarray, shape: tuple[int, int]) -> float:
     return float(1 - inner / (stretched.sum() + 1e-12))
 
 
-def explanation_figures(model: OCTModel, scans: list, seed: int = 0) -> dict:
+def explanation_figures(model: OCTModel, scans: list, seed: int = 0, desc: str = "explaining") -> dict:
     """metrics.json's `explanation` of one model over some scans: mean deletion AUC of its map, of a random
-    order, and the border share of its map."""
+    order, and the border share of its map (a progress bar named `desc`: a classical model's occlusion maps take
+    a minute or more)."""
     rng = np.random.default_rng(seed)
     deletion, random, border, kind = [], [], [], ""
-    for source in scans:
+    for source in tqdm(scans, desc=desc, disable=not scans):
         scan = read_scan(source)
         heat, kind = saliency(model, scan)
         cells = heat.size

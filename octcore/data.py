@@ -350,6 +350,15 @@ class TrainingSplit:
     def indices(self, name: str) -> list[int]:
         return [i for i, t in enumerate(self.names) if t == name]
 
+    def validation_problem(self) -> str | None:
+        """Why the split cannot calibrate a model (no validation scans), else None."""
+        if len(self.indices("val")):
+            return None
+        return (
+            "the split has no validation scans, on which the trainers pick the best epoch and fit the temperature "
+            "and the out-of-scope threshold: make it with python -m octcore.split and a --val-size above 0"
+        )
+
     def training_problem(self, scans: list[Scan]) -> str | None:
         """Why the training part cannot teach a classifier (its scans all of one class, or none), else None."""
         taught = sorted({scans[i].label for i in self.indices("train")}, key=CLASSES.index)

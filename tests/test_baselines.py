@@ -124,6 +124,9 @@ def test_trained_folder_records_the_searched_hyperparameters(trained):
     config = json.loads((out / "config.json").read_text())
     assert config["C"] in PARAM_GRID["C"] and config["gamma_scale"] in PARAM_GRID["gamma_scale"]
     assert 0.25 < config["search"]["cv_accuracy"] <= 1
+    # its held-out folds hold the speckled copies too, and the folder and card say so
+    assert config["search"]["cv_scored_on"] == "the training scans and their speckled copies"
+    assert "cross-validation on the training scans and\ntheir copies" in (out / "README.md").read_text()
 
 
 def test_nystroem_solver_for_large_data_trains_and_reloads(trained, tmp_path, sample):
@@ -235,11 +238,11 @@ def test_speckled_copies_are_trained_on_cached_and_said_on_the_card(trained, tmp
     out = tmp_path / "no-copies"
     capsys.readouterr()
     assert train(out, cache, "--speckle-copies", "0", "--C", "10", "--gamma-scale", "0.5") == 0
-    assert f"on {n_train:,} scans" in capsys.readouterr().out  # the SVM saw each training scan once
+    assert f"SVM on {n_train:,} scans in" in capsys.readouterr().out  # the SVM saw each training scan once
     assert json.loads((out / "config.json").read_text())["speckle_copies"] == 0
     assert "speckle" not in (out / "README.md").read_text()
     assert train(out, cache, "--speckle-copies", "2", "--C", "10", "--gamma-scale", "0.5") == 0
-    assert f"on {3 * n_train:,} scans" in capsys.readouterr().out
+    assert f"SVM on {n_train:,} scans and {2 * n_train:,} speckled copies in" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         train(tmp_path / "bad", cache, "--speckle-copies", "-1")
 

@@ -289,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     accelerator.print(f"split: {split.source}")
+    if problem := split.validation_problem():
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     # a regression needs two classes; a random head trains anyway
     if args.head_init == "linear-probe" and (problem := split.training_problem(scans)):
         print(f"error: --head-init linear-probe: {problem}", file=sys.stderr)
