@@ -195,13 +195,18 @@ def search_hyperparameters(
     grid: dict = PARAM_GRID,
     folds: int = 3,
     random_state: int = 0,
+    scored: np.ndarray | None = None,
 ) -> dict:
     """The grid point with the best patient-grouped CV accuracy of the uncalibrated SVM.
 
     Calibration is left out of the search (it would refit every candidate 4 times); the chosen
-    values are then fitted once with calibration. Returns {"C": ..., "gamma_scale": ..., "cv_accuracy": ...}.
+    values are then fitted once with calibration. scored: the rows a held-out fold scores (default all; every
+    row is still trained on where its fold trains). Returns {"C": ..., "gamma_scale": ..., "cv_accuracy": ...}.
     """
     cv = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state)
+    if scored is not None:  # e.g. a scan's speckled copies trained on, but not scored
+        scored = np.asarray(scored, dtype=bool)
+        cv = [(train, test[scored[test]]) for train, test in cv.split(X, y, groups)]
     search = GridSearchCV(
         OCTSVMClassifier(solver, calibration_folds=0, random_state=random_state),
         grid,

@@ -59,6 +59,22 @@ def test_two_classes_are_told_apart_by_the_search_and_the_prediction():
     assert np.mean(model.predict(X) == y) > 0.95
 
 
+def test_the_search_scores_only_the_rows_it_is_told_to():
+    """Rows trained on but not scored (a scan's speckled copies, where the search is told so): rows whose labels are
+    noise lower the CV accuracy when scored, and leave it as the clean rows' alone when not."""
+    from baselines.model import search_hyperparameters
+
+    rng = np.random.default_rng(0)
+    y = np.concatenate([np.repeat([0, 2], 40), rng.choice([0, 2], 80)])  # 80 scans, then 80 rows of noise labels
+    X = (rng.normal(size=(160, 2, 16)) + 3 * (np.arange(160) < 80)[:, None, None] * (y == 2)[:, None, None]).astype(
+        np.float32
+    )
+    groups, grid = np.arange(160) % 80, {"C": [1.0], "gamma_scale": [0.5]}  # a scan and its "copy" one patient
+    everything = search_hyperparameters(X, y, groups, "rbf", grid)["cv_accuracy"]
+    scans_alone = search_hyperparameters(X, y, groups, "rbf", grid, scored=np.arange(160) < 80)["cv_accuracy"]
+    assert scans_alone > 0.9 and everything < 0.8
+
+
 def test_feature_settings_round_trip_through_json():
     settings = FeatureSettings(kind="lbp", sigma=0.0, lbp_scales=((8, 1),))
     assert FeatureSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
