@@ -67,6 +67,16 @@ class RBFKernel:
         return kernel
 
 
+def resolved_solver(solver: str, n_train: int) -> str:
+    """The solver 'auto' means for this many training rows (scans and their speckled copies): the exact kernel SVM
+    below EXACT_LIMIT, the Nystroem approximation from there."""
+    if solver == "auto":
+        solver = "rbf" if n_train < EXACT_LIMIT else "nystroem"
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose auto or one of {', '.join(SOLVERS)}")
+    return solver
+
+
 class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
     """SVM on mirrored HOG/LBP feature pairs.
 
@@ -88,9 +98,7 @@ class OCTSVMClassifier(ClassifierMixin, BaseEstimator):
         self.n_components, self.calibration_folds, self.random_state = n_components, calibration_folds, random_state
 
     def _svm(self, n_train: int, n_features: int):
-        solver = self.solver if self.solver != "auto" else ("rbf" if n_train < EXACT_LIMIT else "nystroem")
-        if solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; choose auto or one of {', '.join(SOLVERS)}")
+        solver = resolved_solver(self.solver, n_train)
         gamma = self.gamma_scale / n_features
         if solver == "rbf":
             return solver, make_pipeline(StandardScaler(), SVC(C=self.C, kernel=RBFKernel(gamma)))
@@ -203,6 +211,9 @@ def search_hyperparameters(
     values are then fitted once with calibration. scored: the rows a held-out fold scores (default all; every
     row is still trained on where its fold trains). Returns {"C": ..., "gamma_scale": ..., "cv_accuracy": ...}.
     """
+    # 'auto' decided once, for every training row: a fold holds two thirds of them, and the search must tune the
+    # solver that will be fitted (the exact SVM's best C and gamma are not the Nystroem pipeline's)
+    solver = resolved_solver(solver, len(X))
     cv = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state)
     if scored is not None:  # e.g. a scan's speckled copies trained on, but not scored
         scored = np.asarray(scored, dtype=bool)

@@ -75,6 +75,25 @@ def test_the_search_scores_only_the_rows_it_is_told_to():
     assert scans_alone > 0.9 and everything < 0.8
 
 
+def test_the_search_tunes_the_solver_that_auto_fits(monkeypatch):
+    """'auto' picks the solver by the number of training rows; each search fold holds two thirds of them, so near the
+    limit the folds would tune the exact SVM for a model then fitted by Nystroem. The search decides once, for all."""
+    import joblib
+
+    import baselines.model as svm
+
+    monkeypatch.setattr(svm, "EXACT_LIMIT", 50)  # 60 training rows: Nystroem for the model, 40 in each fold
+    fitted = []
+    fit = svm.OCTSVMClassifier.fit
+    monkeypatch.setattr(svm.OCTSVMClassifier, "fit", lambda self, *a, **k: fitted.append(fit(self, *a, **k).solver_))
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 2], 30)
+    X = (rng.normal(size=(60, 2, 16)) + 3 * (y == 2)[:, None, None]).astype(np.float32)
+    with joblib.parallel_backend("threading"):  # the folds' fits in this process, where the spy is
+        svm.search_hyperparameters(X, y, np.arange(60), "auto", {"C": [1.0], "gamma_scale": [0.5]})
+    assert fitted and set(fitted) == {"nystroem"}, fitted
+
+
 def test_feature_settings_round_trip_through_json():
     settings = FeatureSettings(kind="lbp", sigma=0.0, lbp_scales=((8, 1),))
     assert FeatureSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
