@@ -217,6 +217,8 @@ def search_hyperparameters(
     cv = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state)
     if scored is not None:  # e.g. a scan's speckled copies trained on, but not scored
         scored = np.asarray(scored, dtype=bool)
+        if scored.shape != (len(X),):
+            raise ValueError(f"scored has {scored.shape} entries for {len(X)} rows")
         cv = [(train, test[scored[test]]) for train, test in cv.split(X, y, groups)]
     search = GridSearchCV(
         OCTSVMClassifier(solver, calibration_folds=0, random_state=random_state),

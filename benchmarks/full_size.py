@@ -140,7 +140,7 @@ def main() -> None:
         elif name.startswith("classical"):
             print(
                 "    "
-                + "\n    ".join(line for line in output.splitlines() if line.startswith(("features", "fit", "test")))
+                + "\n    ".join(line for line in output.splitlines() if line.startswith(("features", "fit:", "test")))
             )
         elif name.startswith("ViT"):
             loading = json.loads(output.strip().splitlines()[-1])

@@ -352,11 +352,12 @@ class TrainingSplit:
 
     def validation_problem(self) -> str | None:
         """Why the split cannot calibrate a model (no validation scans), else None."""
-        if len(self.indices("val")):
+        if "val" in self.names:
             return None
         return (
-            "the split has no validation scans, on which the trainers pick the best epoch and fit the temperature "
-            "and the out-of-scope threshold: make it with python -m octcore.split and a --val-size above 0"
+            "the split has no validation scans, on which the trainers fit the temperature and the out-of-scope "
+            "threshold (and the ViT's picks its best epoch): make it with python -m octcore.split and a --val-size "
+            "above 0"
         )
 
     def training_problem(self, scans: list[Scan]) -> str | None:

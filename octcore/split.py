@@ -30,8 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, share in (("--test-size", args.test_size), ("--val-size", args.val_size)):
         if not 0 < share < 1:
             parser.error(f"{name} must be above 0 and below 1, not {share}")
-    if args.test_size + args.val_size >= 1:
-        parser.error(f"--test-size and --val-size leave no scans for training ({args.test_size} + {args.val_size})")
     try:
         scans = discover(args.data)
         split, groups = derive_split(

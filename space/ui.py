@@ -407,7 +407,7 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
             # Gradio draws the thumbnails with an empty alt text, so a screen reader announced unnamed buttons: the
             # page names them, neutrally (like the files, the name must not give the answer away), whenever they are
             # drawn (Gradio may draw them after the page's load event, or again).
-            demo.load(None, js=NAME_EXAMPLES, queue=False, show_progress="hidden", api_visibility="private")
+            demo.load(None, js=NAME_EXAMPLES)  # no function: Gradio makes it private, with nothing to queue
         # On a phone the open introduction would push the upload several screens down: there it starts closed, one tap
         # away. Gradio has no per-screen default, so the browser reports its width when the page loads.
         demo.load(

@@ -61,6 +61,7 @@ def landing(page, url: str, shots: Path | None = None) -> None:
     assert len(widths) == 2 and all(abs(a - b) < 0.5 for a, b in widths.values()), f"bold text mixes fonts: {widths}"
     # Each example thumbnail is a button a screen reader can name (Gradio draws them with an empty alt text).
     thumbnails = page.locator("#example-scans button.gallery-item")
+    thumbnails.first.wait_for(timeout=SECONDS)  # at least one, so that the loop checks something
     for i in range(thumbnails.count()):
         page.get_by_role("button", name=f"Example scan {i + 1}", exact=True).wait_for(timeout=SECONDS)
     top = page.locator("#scan-input").bounding_box()["y"]

@@ -160,8 +160,9 @@ def test_trained_folder_records_the_searched_hyperparameters(trained):
     assert config["C"] in PARAM_GRID["C"] and config["gamma_scale"] in PARAM_GRID["gamma_scale"]
     assert 0.25 < config["search"]["cv_accuracy"] <= 1
     # its held-out folds hold the speckled copies too, and the folder and card say so
-    assert config["search"]["cv_scored_on"] == "the training scans and their speckled copies"
-    assert "cross-validation on the training scans and\ntheir copies" in (out / "README.md").read_text()
+    assert config["search"]["cv_scored_on"] == "scans and speckled copies"
+    card = (out / "README.md").read_text()
+    assert "chosen by patient-grouped cross-validation on the training scans and their speckled copies" in card
 
 
 def test_nystroem_solver_for_large_data_trains_and_reloads(trained, tmp_path, sample):
@@ -276,6 +277,9 @@ def test_speckled_copies_are_trained_on_cached_and_said_on_the_card(trained, tmp
     assert f"SVM on {n_train:,} scans in" in capsys.readouterr().out  # the SVM saw each training scan once
     assert json.loads((out / "config.json").read_text())["speckle_copies"] == 0
     assert "speckle" not in (out / "README.md").read_text()
+    # both given: nothing was searched, and neither the folder nor the card says otherwise
+    assert json.loads((out / "config.json").read_text())["search"]["cv_scored_on"] is None
+    assert "C=10, gamma=0.5/d, both given for this run, not searched" in (out / "README.md").read_text()
     assert train(out, cache, "--speckle-copies", "2", "--C", "10", "--gamma-scale", "0.5") == 0
     assert f"SVM on {n_train:,} scans and {2 * n_train:,} speckled copies in" in capsys.readouterr().out
     with pytest.raises(SystemExit):

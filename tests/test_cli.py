@@ -42,7 +42,7 @@ print("exit", code, "loaded", sorted({HEAVY!r} & set(sys.modules)), file=sys.std
         ("space/app.py", ["--help"], 0, "GRADIO_SERVER_PORT"),
         ("octcore.split", ["--help"], 0, "--resplit"),
         ("octcore.split", [str(SAMPLE), "--out", "x.json", "--val-size", "0"], 2, "--val-size must be above 0"),
-        ("octcore.split", [str(SAMPLE), "--out", "x.json", "--test-size", "0.6", "--val-size", "0.4"], 2, "no scans"),
+        ("octcore.split", [str(SAMPLE), "--out", "x.json", "--test-size", "1.5"], 2, "--test-size must be above 0"),
         ("baselines.train", ["--data", str(SAMPLE), "--out", "x", "--C", "0"], 2, "--C must be above 0, not 0.0"),
         ("baselines.train", ["--data", str(SAMPLE), "--out", "x", "--gamma-scale", "-1"], 2, "must be above 0"),
         ("octcore.audit", ["--help"], 0, "--split-file"),
