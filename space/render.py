@@ -362,5 +362,6 @@ figure.scan img { max-height: 200px; width: auto; max-width: 100%; }
     flex: 0 0 28% !important; }  /* "unreadable" on one line */
   #batch-table .virtual-row { flex-wrap: wrap; border-bottom: 1px solid var(--border-color-primary); }
   #batch-table .body-cell:last-child { flex: 0 0 100% !important; }
+  #batch-table .body-cell:last-child:has(span:empty) { display: none !important; }  /* no notes: no empty line */
 }
 """
