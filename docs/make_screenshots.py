@@ -5,7 +5,8 @@
         [--left-out-classical DIR --left-out-scan SCAN [--left-out-vit DIR]] [--out docs/img]
 
 Writes space-answer (the README's picture: an answer, cropped), space-landing, -result, -variant, -withheld
-(a photograph), -error (a zip on One scan), -batch and -phone (the first screen at a phone's width); with the
+(a photograph), -error (a zip on One scan), -batch, -phone (the first screen at a phone's width) and
+-batch-phone (the Batch table there); with the
 --left-out-* models (trained without one class, e.g. by benchmarks/out_of_scope.py) and a scan of that class,
 space-left-out: a condition the models were not taught.
 """
@@ -91,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         walk.withheld(page, photo, args.out)
         walk.wrong_place(page, archive, args.out)
         walk.batch(page, archive, args.out)
-        walk.phone(browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2), url, args.out)
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+        walk.phone(phone, url, args.out)
+        walk.batch(phone, archive)  # the Batch table on a phone: a card per scan, its notes under its answers
+        phone.locator("#batch-table").screenshot(path=str(args.out / "space-batch-phone.png"))
         demo.close()
         if args.left_out_classical and args.left_out_scan:
             left_out = Models(args.left_out_vit or args.vit, [args.left_out_classical])
