@@ -140,18 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     # The held-out folds hold the speckled copies too, so the CV accuracy scores the scans and their copies: the
     # search favours C and gamma that also hold up under speckle, as the copies are there for (scoring the scans
     # alone did no better: docs/results.md, *The classical search and the speckled copies*).
-    scored = "the training scans" + (" and their speckled copies" if n_copies else "")
+    cv_rows = "the training scans" + (" and their speckled copies" if n_copies else "")
     points = len(grid["C"]) * len(grid["gamma_scale"])
     if points > 1:
-        print(f"searching C and gamma: {points} settings, patient-grouped 3-fold CV on {scored} ...", flush=True)
+        print(f"searching C and gamma: {points} settings, patient-grouped 3-fold CV on {cv_rows} ...", flush=True)
         search = search_hyperparameters(
             X[train_idx], y[train_idx], groups[train_idx], args.solver, grid, random_state=args.seed
         )
         search["cv_scored_on"] = "scans and speckled copies" if n_copies else "scans"
-        chosen = f"chosen by patient-grouped cross-validation on {scored}"
+        chosen = f"chosen by patient-grouped cross-validation on {cv_rows}"
         print(
             f"chosen: C={search['C']:g}, gamma_scale={search['gamma_scale']:g} "
-            f"(CV accuracy {search['cv_accuracy']:.3f} on {scored})"
+            f"(CV accuracy {search['cv_accuracy']:.3f} on {cv_rows})"
         )
     model = OCTSVMClassifier(args.solver, search["C"], search["gamma_scale"], random_state=args.seed)
     start = time.perf_counter()
