@@ -83,7 +83,9 @@ def class_token_attention(attentions, grid: tuple[int, int]):
 
     patches = grid[0] * grid[1]
     last = attentions[len(attentions) // 2 :]
-    heat = torch.stack([layer.mean(dim=1)[:, 0, -patches:] for layer in last]).mean(dim=0)  # patches are last
+    # The class token's row (patches are last) taken before the mean over heads: the same numbers, and the ONNX
+    # graph then averages 6 x 288 values a layer, not 6 x 289 x 289.
+    heat = torch.stack([layer[:, :, 0, -patches:].mean(dim=1) for layer in last]).mean(dim=0)
     heat = heat.reshape(-1, grid[0], grid[1])
     low, high = heat.amin(dim=(1, 2), keepdim=True), heat.amax(dim=(1, 2), keepdim=True)
     return (heat - low) / (high - low + 1e-8)
@@ -118,7 +120,7 @@ class ViTModel:
     def __init__(self, folder: Path, backend: str = "auto", threads: int | None = None, name: str = "ViT"):
         from transformers import AutoConfig, AutoImageProcessor
 
-        self.folder, self.name = folder, name
+        self.folder, self.name, self.threads = folder, name, threads
         self.config = AutoConfig.from_pretrained(folder)
         labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
         if labels != list(CLASSES):

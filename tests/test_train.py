@@ -334,7 +334,14 @@ def test_int8_onnx_export_agrees_with_pytorch(trained, small_data, tmp_path):
     assert check["agreement"]["mean_abs_prob_diff"] <= onnx_int8.MAX_MEAN_PROB_DIFF
     # The position embeddings are a constant of the graph, not resized again for every scan.
     graph = onnx.load(str(trained / "onnx" / "model_int8.onnx"), load_external_data=False).graph
-    assert "Resize" not in {node.op_type for node in graph.node}
+    operators = {node.op_type for node in graph.node}
+    assert "Resize" not in operators
+    # The patch embedding stays float (ONNX Runtime's ConvInteger is about four times slower); every weight
+    # matrix product is int8.
+    weights = {tensor.name for tensor in graph.initializer}
+    float_products = [node for node in graph.node if node.op_type == "MatMul"]
+    assert "ConvInteger" not in operators and "Conv" in operators
+    assert float_products and not any(weights & set(node.input) for node in float_products)
     scans = sorted((small_data / "CNV").glob("*.jpeg"))[:3]
     fast, reference = load_model(trained), load_model(trained, backend="torch")
     assert fast.backend == "onnx"
@@ -699,6 +706,19 @@ def test_launched_processes_that_form_no_group_are_refused(small_data, tiny_base
         command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "WORLD_SIZE": "2"}
     )
     assert result.returncode == 2 and "did not form one group" in result.stderr
+
+
+def test_the_attention_map_is_the_class_tokens_attention_over_heads_and_the_last_half_of_the_layers():
+    import torch
+
+    from models.vit import class_token_attention
+
+    rng = np.random.default_rng(0)
+    attentions = [torch.from_numpy(rng.random((2, 3, 7, 7), dtype=np.float32)) for _ in range(4)]  # 1 + 6 tokens
+    heat = class_token_attention(attentions, (2, 3)).numpy()
+    expected = np.mean([a.numpy().mean(axis=1)[:, 0, 1:] for a in attentions[2:]], axis=0).reshape(2, 2, 3)
+    low, high = expected.min(axis=(1, 2), keepdims=True), expected.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(heat, (expected - low) / (high - low), atol=1e-6)
 
 
 def test_the_attention_map_passes_the_model_randomisation_check(trained, small_data):

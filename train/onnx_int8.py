@@ -74,8 +74,12 @@ def export(folder: Path) -> Path:
         str(out / ONNX_INT8),
         weight_type=QuantType.QInt8,
         per_channel=True,
+        # The matrix products with weights only: the attention products stay float, and so does the patch
+        # embedding's convolution, since ONNX Runtime's ConvInteger is several times slower than its float Conv
+        # for this one layer (benchmarks/where_time_goes.py --compare-onnx).
+        op_types_to_quantize=["MatMul", "Gemm"],
         extra_options={"MatMulConstBOnly": True},
-    )  # weights only; attention products stay float
+    )
     return out / ONNX_INT8
 
 
