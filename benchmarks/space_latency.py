@@ -68,6 +68,10 @@ def main() -> None:
 
     one_blas_thread()  # as the app does at start
     models, pool = Models(args.vit, args.baseline), DecodePool(size=1).start()
+    timed = models.choose_vit_threads(read_scan(SCANS[0]).gray)  # as the app does at start
+    if timed:
+        each = ", ".join(f"{ms:.0f} ms with {n}" for n, ms in timed.items())
+        print(f"the ViT's ONNX Runtime threads, as the app chose them: {models.vit.threads} ({each})")
     show(
         "the app's own work (predict, in process)",
         timed_ms(lambda i: predict_in_process(str(SCANS[i % len(SCANS)]), None, models, pool), 20),

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from models import OCTModel, Prediction, load_model
@@ -38,10 +39,9 @@ BESIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="oct-model")
 
 
 def vit_threads() -> int:
-    """The ViT's ONNX Runtime threads: every CPU this process may use. The ViT is the longer side of a request
-    (several times the classical model's time), so it takes both of the Space's cores and shares one of them with
-    the classical model while that runs. Its idle threads yield the core rather than spin (`models.vit`), so
-    the two do not fight over it (benchmarks/where_time_goes.py: side by side against one thread)."""
+    """The ViT's ONNX Runtime threads when it is loaded: every CPU this process may use. It shares one of them with
+    the classical model while that runs; its idle threads yield the core rather than spin (`models.vit`), so the
+    two do not fight over it. `Models.choose_vit_threads` then keeps one thread instead where that answers sooner."""
     return usable_cpus()
 
 
@@ -144,6 +144,32 @@ class Models:
                     f"A classical model is not loaded from `{source}` ({e}). Train one with "
                     f"`python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}."
                 )
+
+    def choose_vit_threads(self, gray: np.ndarray, repeats: int = 7) -> dict[int, float]:
+        """Keep the ViT's ONNX Runtime threads that answer a request sooner on this machine: every CPU, or one (the
+        classical model then has another core to itself). Which wins depends on the CPU (docs/results.md *The
+        Space*): on a 2-core AVX2 CPU, where the int8 ViT took several times the classical model's time, every CPU;
+        on a 2-core Xeon with AMX, one, since waking a second thread for each of the ViT's few hundred operators
+        cost more than the core it brought. So both are timed here, in turns, on `gray` (a scan) with the
+        default classical model beside, and the faster is kept; the answers are the same either way. Returns the
+        median ms of each, {} where there is nothing to choose (no ONNX ViT, no classical model, one CPU)."""
+        cpus = usable_cpus()
+        if self.vit is None or getattr(self.vit, "backend", None) != "onnx" or not self.classical or cpus == 1:
+            return {}
+        source = self.origins.pop(id(self.vit))
+        candidates = {self.vit.threads or cpus: self.vit, 1: load_model(source, threads=1)}
+        frame = DecodedFrame("timing", gray)
+        times: dict[int, list[float]] = {threads: [] for threads in candidates}
+        for turn in range(repeats + 1):  # in turns, so that a drift in the machine's speed touches both alike
+            for threads, vit in candidates.items():
+                start = time.perf_counter()
+                classify(frame, [vit, self.classical[0]])
+                if turn:  # the first turn warms both up
+                    times[threads].append((time.perf_counter() - start) * 1000)
+        medians = {threads: float(np.median(ms)) for threads, ms in times.items()}
+        self.vit = candidates[min(medians, key=medians.get)]
+        self.origins[id(self.vit)] = source
+        return medians
 
     def chosen(self, classical: str | None = None) -> list[OCTModel]:
         """The models a request runs: the ViT, and the named classical variant (by default the first)."""

@@ -17,6 +17,7 @@ import gradio as gr
 import pandas as pd
 
 from octcore.hub import names_hub_repo
+from octcore.imaging import read_scan
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL, REFERRAL_SHOWN
 from octcore.metrics import with_ci
 from space import render
@@ -426,6 +427,15 @@ def launch(models: Models, **options) -> gr.Blocks:
     """The app as the Space runs it: queued (4 requests at once per event listener), uploads capped, decoding in
     worker processes, the models of a request side by side."""
     one_blas_thread()
+    tries = examples()[0]
+    timed = models.choose_vit_threads(read_scan(tries[0]).gray) if tries else {}
+    if timed:
+        threads = models.vit.threads
+        print(
+            f"The ViT runs on {threads} ONNX Runtime thread{'s' if threads > 1 else ''}, the faster here: a request's "
+            "models took " + ", ".join(f"{ms:.0f} ms with {n}" for n, ms in sorted(timed.items())) + ".",
+            flush=True,
+        )
     # Gradio recomputes its monitoring summary (pandas, over up to 10,000 past events) after every event by default;
     # every 100 events keeps the numbers it shows current enough at a hundredth of the cost.
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")

@@ -18,6 +18,7 @@ from skimage import data as pictures
 
 from conftest import ROOT
 from hostile import dicom
+from models import load_model
 from octcore.imaging import ScanImage, read_scan
 from octcore.labels import CLASSES
 from space.engine import Models, classify
@@ -68,8 +69,8 @@ def test_a_real_scan_gets_both_answers_explained_side_by_side(models, a_scan):
 
 
 def test_the_vit_may_use_every_cpu_beside_the_classical_model(tiny_vit, small_baseline, monkeypatch):
-    """The ViT is the longer side of a request, so the Space gives it every CPU the process may use (its idle
-    threads yield, models.vit), not one core as when the two models cost about the same."""
+    """The ViT is loaded with every CPU the process may use (its idle threads yield, models.vit); the app then
+    keeps that or one thread, whichever answers sooner (the test below)."""
     import os
 
     import space.engine
@@ -84,6 +85,54 @@ def test_the_vit_may_use_every_cpu_beside_the_classical_model(tiny_vit, small_ba
     monkeypatch.setattr(space.engine, "load_model", load)
     space.engine.Models(vit=str(tiny_vit), classical=str(small_baseline))
     assert asked[Path(tiny_vit).name] == len(os.sched_getaffinity(0))
+
+
+@pytest.fixture(scope="module")
+def onnx_vit(tiny_vit, tmp_path_factory) -> Path:
+    """The tiny ViT with an int8 ONNX export, which the Space runs when a folder has one."""
+    import shutil
+
+    from train.onnx_int8 import export
+
+    folder = tmp_path_factory.mktemp("onnx-vit") / "vit"
+    shutil.copytree(tiny_vit, folder)
+    export(folder)
+    return folder
+
+
+@pytest.mark.parametrize("faster", [1, 2])
+def test_the_space_keeps_the_vit_threads_that_answer_sooner(onnx_vit, small_baseline, a_scan, faster, monkeypatch):
+    """One ONNX Runtime thread or every CPU: whichever answers a request sooner on the machine (a fake clock here,
+    on which the ViT takes 10 ms with the faster count and 20 ms with the other); the same answers either way."""
+    import space.engine
+    from models.vit import ViTModel
+
+    clock = [0.0]
+    monkeypatch.setattr(space.engine, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+    monkeypatch.setattr(space.engine, "usable_cpus", lambda: 2)
+    analyse = ViTModel.analyse
+
+    def timed(self, *args, **kwargs):
+        clock[0] += 0.010 if self.threads == faster else 0.020
+        return analyse(self, *args, **kwargs)
+
+    monkeypatch.setattr(ViTModel, "analyse", timed)
+    loaded = Models(vit=str(onnx_vit), classical=str(small_baseline))
+    before = loaded.vit
+    assert loaded.vit.backend == "onnx" and loaded.vit.threads == 2
+    timed = loaded.choose_vit_threads(read_scan(a_scan).gray, repeats=3)
+    assert timed == pytest.approx({faster: 10.0, 3 - faster: 20.0})
+    assert loaded.vit.threads == faster and loaded.sources()[0] == (loaded.vit, str(onnx_vit))
+    assert (loaded.vit is before) == (faster == 2)
+    monkeypatch.undo()
+    other = load_model(str(onnx_vit), threads=3 - faster)
+    mine, theirs = (m.analyse(ScanImage(read_scan(a_scan).gray)) for m in (loaded.vit, other))
+    assert np.array_equal(mine.proba, theirs.proba)
+    assert np.array_equal(mine.maps["attention"], theirs.maps["attention"])
+
+
+def test_there_is_no_thread_count_to_choose_for_a_vit_in_pytorch(models, a_scan):
+    assert models.vit.backend == "torch" and models.choose_vit_threads(read_scan(a_scan).gray) == {}
 
 
 def test_the_models_run_side_by_side_and_answer_as_they_do_alone(models, a_scan, monkeypatch):
