@@ -22,6 +22,7 @@ from gradio_client import Client, handle_file
 from octcore.imaging import read_scan
 from space.engine import Models, classify, one_blas_thread
 from space.ui import predict as predict_in_process
+from space.ui import threads_named, timed_threads
 from space.uploads import DecodedFrame
 from space.workers import DecodePool
 from space_http import SCANS, predict, start_space, wait_until_answering
@@ -68,10 +69,9 @@ def main() -> None:
 
     one_blas_thread()  # as the app does at start
     models, pool = Models(args.vit, args.baseline), DecodePool(size=1).start()
-    timed = models.choose_vit_threads(read_scan(SCANS[0]).gray)  # as the app does at start
+    timed = models.choose_vit_threads(SCANS[0])  # as the app does at start
     if timed:
-        each = ", ".join(f"{ms:.0f} ms with {n}" for n, ms in timed.items())
-        print(f"the ViT's ONNX Runtime threads, as the app chose them: {models.vit.threads} ({each})")
+        print(f"the ViT as the app runs it: {threads_named(models.vit.threads)}, {timed_threads(timed)}")
     show(
         "the app's own work (predict, in process)",
         timed_ms(lambda i: predict_in_process(str(SCANS[i % len(SCANS)]), None, models, pool), 20),

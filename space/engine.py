@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from models import OCTModel, Prediction, load_model
 from octcore.data import usable_cpus
-from octcore.imaging import ScanImage
+from octcore.imaging import ScanImage, ScanInput, read_scan
 from octcore.labels import CLASSES, REFERRAL, REFERRAL_LEVEL, URGENT_CLASSES
 from octcore.quality import scan_warnings
 from space.uploads import DecodedFrame, iter_upload
@@ -36,6 +36,7 @@ LOW_CONFIDENCE = 0.6  # top probability below this is shown as uncertain
 # long as its slower model, not as both together. Each request in flight borrows one of these threads beside its
 # own; beyond 8 at once (Gradio runs 4 per event listener), a request waits for one.
 BESIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="oct-model")
+TIMING_TURNS = 7  # how many times `Models.choose_vit_threads` times each thread count (after one to warm up)
 
 
 def vit_threads() -> int:
@@ -115,8 +116,9 @@ class Models:
     """The ViT and the classical models, loaded once by `models.load_model`; what is missing is said, not raised.
 
     vit: a folder or Hub id; classical: one or several (a list, or comma-separated), the first shown by
-    default. Unset, they come from OCT_VIT_MODEL / OCT_BASELINE_MODEL, else from space/models/. The ViT gets every
-    CPU (`vit_threads`), the classical model one BLAS thread beside it (`one_blas_thread`).
+    default. Unset, they come from OCT_VIT_MODEL / OCT_BASELINE_MODEL, else from space/models/. The ViT is loaded
+    with every CPU (`vit_threads`; the app then keeps that or one thread, `choose_vit_threads`), the classical model
+    gets one BLAS thread beside it (`one_blas_thread`).
     """
 
     def __init__(self, vit: str | None = None, classical: str | list[str] | None = None):
@@ -145,30 +147,40 @@ class Models:
                     f"`python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}."
                 )
 
-    def choose_vit_threads(self, gray: np.ndarray, repeats: int = 7) -> dict[int, float]:
+    def choose_vit_threads(self, scan: ScanInput, repeats: int = TIMING_TURNS) -> dict[int, float]:
         """Keep the ViT's ONNX Runtime threads that answer a request sooner on this machine: every CPU, or one (the
         classical model then has another core to itself). Which wins depends on the CPU (docs/results.md *The
-        Space*): on a 2-core AVX2 CPU, where the int8 ViT took several times the classical model's time, every CPU;
-        on a 2-core Xeon with AMX, one, since waking a second thread for each of the ViT's few hundred operators
-        cost more than the core it brought. So both are timed here, in turns, on `gray` (a scan) with the
-        default classical model beside, and the faster is kept; the answers are the same either way. Returns the
-        median ms of each, {} where there is nothing to choose (no ONNX ViT, no classical model, one CPU)."""
-        cpus = usable_cpus()
-        if self.vit is None or getattr(self.vit, "backend", None) != "onnx" or not self.classical or cpus == 1:
+        Space*): on a 2-core AVX2 CPU, where the int8 ViT took several times the classical model's time, every CPU
+        (measured with the export before the float patch embedding); on a 2-core Xeon with AMX, one, since waking
+        a second thread for each of the ViT's operators cost more than the core it brought. So both are timed
+        here, in turns, on `scan` (an example) with the default classical model beside, and the faster is kept; the
+        answers are the same either way. Returns the median ms of each; {} where there is nothing to choose (no
+        ONNX ViT, no classical model, one thread) or the timing failed, which is warned about: this only makes
+        requests faster, so the app starts with the ViT as loaded rather than not at all."""
+        if self.vit is None or getattr(self.vit, "backend", None) != "onnx" or not self.classical:
             return {}
-        source = self.origins.pop(id(self.vit))
-        candidates = {self.vit.threads or cpus: self.vit, 1: load_model(source, threads=1)}
-        frame = DecodedFrame("timing", gray)
-        times: dict[int, list[float]] = {threads: [] for threads in candidates}
-        for turn in range(repeats + 1):  # in turns, so that a drift in the machine's speed touches both alike
-            for threads, vit in candidates.items():
-                start = time.perf_counter()
-                classify(frame, [vit, self.classical[0]])
-                if turn:  # the first turn warms both up
-                    times[threads].append((time.perf_counter() - start) * 1000)
+        loaded = self.vit.threads or usable_cpus()
+        if loaded == 1:
+            return {}
+        try:
+            # From the folder the ViT was loaded from: a Hub id is not downloaded again, nor a newer revision taken.
+            candidates = {loaded: self.vit, 1: load_model(self.vit.folder, threads=1)}
+            frame = DecodedFrame("timing", read_scan(scan).gray)
+            times: dict[int, list[float]] = {threads: [] for threads in candidates}
+            for turn in range(repeats + 1):  # in turns, so that a drift in the machine's speed touches both alike
+                for threads, vit in candidates.items():
+                    start = time.perf_counter()
+                    classify(frame, [vit, self.classical[0]])
+                    if turn:  # the first turn warms both up
+                        times[threads].append((time.perf_counter() - start) * 1000)
+        except Exception as e:
+            warnings.warn(f"the ViT keeps {loaded} threads: timing one failed ({e})", RuntimeWarning, stacklevel=2)
+            return {}
         medians = {threads: float(np.median(ms)) for threads, ms in times.items()}
-        self.vit = candidates[min(medians, key=medians.get)]
-        self.origins[id(self.vit)] = source
+        faster = candidates[min(medians, key=medians.get)]
+        if faster is not self.vit:
+            self.origins[id(faster)] = self.origins.pop(id(self.vit))
+            self.vit = faster
         return medians
 
     def chosen(self, classical: str | None = None) -> list[OCTModel]:

@@ -17,11 +17,10 @@ import gradio as gr
 import pandas as pd
 
 from octcore.hub import names_hub_repo
-from octcore.imaging import read_scan
 from octcore.labels import CLASS_NOTES, CLASSES, REFERRAL, REFERRAL_SHOWN
 from octcore.metrics import with_ci
 from space import render
-from space.engine import Models, Upload, analyse_upload, as_record, batch_frames, one_blas_thread
+from space.engine import TIMING_TURNS, Models, Upload, analyse_upload, as_record, batch_frames, one_blas_thread
 from space.uploads import is_zip
 from space.workers import MAX_UPLOAD, DecodePool
 
@@ -423,19 +422,24 @@ def build(models: Models, pool: DecodePool | None = None) -> gr.Blocks:
     return demo
 
 
+def threads_named(threads: int) -> str:
+    return f"{threads} ONNX Runtime thread{'s' if threads > 1 else ''}"
+
+
+def timed_threads(timed: dict[int, float]) -> str:
+    """What `Models.choose_vit_threads` measured, in words for the app's log."""
+    each = ", ".join(f"{ms:.0f} ms on {threads_named(n)}" for n, ms in sorted(timed.items()))
+    return f"the faster here (both models on an example scan, median of {TIMING_TURNS} turns: {each})"
+
+
 def launch(models: Models, **options) -> gr.Blocks:
     """The app as the Space runs it: queued (4 requests at once per event listener), uploads capped, decoding in
     worker processes, the models of a request side by side."""
     one_blas_thread()
     tries = examples()[0]
-    timed = models.choose_vit_threads(read_scan(tries[0]).gray) if tries else {}
+    timed = models.choose_vit_threads(tries[0]) if tries else {}
     if timed:
-        threads = models.vit.threads
-        print(
-            f"The ViT runs on {threads} ONNX Runtime thread{'s' if threads > 1 else ''}, the faster here: a request's "
-            "models took " + ", ".join(f"{ms:.0f} ms with {n}" for n, ms in sorted(timed.items())) + ".",
-            flush=True,
-        )
+        print(f"The ViT runs on {threads_named(models.vit.threads)}, {timed_threads(timed)}.", flush=True)
     # Gradio recomputes its monitoring summary (pandas, over up to 10,000 past events) after every event by default;
     # every 100 events keeps the numbers it shows current enough at a hundredth of the cost.
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")

@@ -120,7 +120,7 @@ def test_the_space_keeps_the_vit_threads_that_answer_sooner(onnx_vit, small_base
     loaded = Models(vit=str(onnx_vit), classical=str(small_baseline))
     before = loaded.vit
     assert loaded.vit.backend == "onnx" and loaded.vit.threads == 2
-    timed = loaded.choose_vit_threads(read_scan(a_scan).gray, repeats=3)
+    timed = loaded.choose_vit_threads(a_scan, repeats=3)
     assert timed == pytest.approx({faster: 10.0, 3 - faster: 20.0})
     assert loaded.vit.threads == faster and loaded.sources()[0] == (loaded.vit, str(onnx_vit))
     assert (loaded.vit is before) == (faster == 2)
@@ -132,7 +132,29 @@ def test_the_space_keeps_the_vit_threads_that_answer_sooner(onnx_vit, small_base
 
 
 def test_there_is_no_thread_count_to_choose_for_a_vit_in_pytorch(models, a_scan):
-    assert models.vit.backend == "torch" and models.choose_vit_threads(read_scan(a_scan).gray) == {}
+    assert models.vit.backend == "torch" and models.choose_vit_threads(a_scan) == {}
+
+
+def test_a_failed_timing_keeps_the_vit_as_loaded_and_the_app_starts(onnx_vit, small_baseline, a_scan, monkeypatch):
+    """Choosing the threads only makes requests faster: if the second session cannot be loaded (or the example
+    cannot be read), the ViT stays as loaded, with where it came from, and the reason is warned about."""
+    import space.engine
+
+    monkeypatch.setattr(space.engine, "usable_cpus", lambda: 2)
+    loaded = Models(vit=str(onnx_vit), classical=str(small_baseline))
+    before = loaded.vit
+
+    def no_second_session(source, backend="auto", threads=None):
+        raise OSError("no memory left for a second session")
+
+    monkeypatch.setattr(space.engine, "load_model", no_second_session)
+    with pytest.warns(RuntimeWarning, match="keeps 2 threads: timing one failed .no memory left"):
+        assert loaded.choose_vit_threads(a_scan) == {}
+    assert loaded.vit is before and loaded.sources()[0] == (before, str(onnx_vit))
+    monkeypatch.undo()
+    with pytest.warns(RuntimeWarning, match="timing one failed"):
+        assert loaded.choose_vit_threads(b"not a scan") == {}
+    assert loaded.vit is before and loaded.sources()[0] == (before, str(onnx_vit))
 
 
 def test_the_models_run_side_by_side_and_answer_as_they_do_alone(models, a_scan, monkeypatch):

@@ -46,7 +46,7 @@ def fix_position_embeddings(model, height: int, width: int) -> None:
 
 def export(folder: Path) -> Path:
     """float32 ONNX (logits, the attention map and the features the out-of-scope detector reads; batch
-    dimension dynamic, height and width the processor's), then dynamic int8 quantization of its MatMul/Gemm
+    dimension dynamic, height and width the processor's), then dynamic int8 quantization of its MatMul
     weights."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -74,10 +74,10 @@ def export(folder: Path) -> Path:
         str(out / ONNX_INT8),
         weight_type=QuantType.QInt8,
         per_channel=True,
-        # The matrix products with weights only: the attention products stay float, and so does the patch
-        # embedding's convolution, since ONNX Runtime's ConvInteger is several times slower than its float Conv
-        # for this one layer (benchmarks/where_time_goes.py --compare-onnx).
-        op_types_to_quantize=["MatMul", "Gemm"],
+        # The matrix products with weights only (MatMulConstBOnly): the attention products stay float, and so does
+        # the patch embedding's convolution, since ONNX Runtime's ConvInteger took about four times as long as its
+        # float Conv for this one layer (benchmarks/where_time_goes.py --compare-onnx measures such a change).
+        op_types_to_quantize=["MatMul"],
         extra_options={"MatMulConstBOnly": True},
     )
     return out / ONNX_INT8
