@@ -6,7 +6,8 @@ Which scans: with --split-file (from octcore.split or a training run), its `test
 the train/val/test layout, the `test` folder; else (flat layout) every scan. Subfolders of DIR that
 are not one of the four classes (any other name; in the split layout, inside test/) hold scans out
 of the models' scope: they never enter accuracy, and measure each model's out-of-scope flag. Writes
-OUT/metrics.json ({"n_images", "models": {NAME: {"accuracy", "macro_f1", "ms_per_image",
+OUT/metrics.json ({"n_images", "models": {NAME: {"accuracy", "macro_f1", "ms_per_image", "trained" (how: from the
+folder's training.json, `models.card.training_summary`),
 "out_of_scope": {"auroc", "in_scope_flagged", "out_of_scope_flagged"}, ...}}}), OUT/predictions.csv
 (a row per scan and model), OUT/report.md, OUT/report.html and the plots they show. With --explain N,
 each model's explanation map is measured on N test scans (`explanation`: deletion AUC of the map and
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from compare.report import write_plots, write_reports
     from compare.score import PREDICTION_HEADER, mcnemar, model_figures, model_size_mb, prediction_rows, score_model
     from models import load_model
+    from models.card import training_summary
     from octcore.data import (
         DataError,
         discover,
@@ -94,7 +96,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         figures = model_figures(scored[label], y, patients)
         ms = round(scored[label].seconds / max(len(scans), 1) * 1000, 1)
-        figures.update(kind=model.kind, source=name, ms_per_image=ms, size_mb=model_size_mb(model))
+        figures.update(
+            kind=model.kind,
+            source=name,
+            trained=training_summary(model.folder),
+            ms_per_image=ms,
+            size_mb=model_size_mb(model),
+        )
         if args.explain:
             step = max(1, len(scans) // args.explain)
             chosen = [s.path for s in scans[::step][: args.explain]]

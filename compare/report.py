@@ -118,6 +118,7 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         for name, e in ((name, m.get("explanation")) for name, m in models.items())
         if e
     ]
+    trained = [[name, m["kind"], m["trained"]] for name, m in models.items() if m.get("trained")]
     scope_title = f"Out of scope ({summary.get('n_out_of_scope', 0)} scans the models were not taught)"
     return [
         (
@@ -134,6 +135,7 @@ def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             ],
             main,
         ),
+        ("How each model was trained", ["model", "kind", "training (from its training.json)"], trained),
         ("Sensitivity / specificity per class", ["model", *CLASSES], per_class),
         ("Paired test (exact McNemar)", ["models", "only the first right", "only the second right", "p"], paired),
         (

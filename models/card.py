@@ -19,6 +19,7 @@ from octcore.labels import CLASSES
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
 TRAINING_FILE = "training.json"
+CHOSEN_UNRECORDED = "chosen by patient-grouped cross-validation"  # a classical record without "chosen"
 REPO_PLACEHOLDER = "USER/MODEL"  # what the usage snippet names until the model is pushed
 TAGS = ["oct", "retina", "ophthalmology", "medical-imaging", "image-classification"]
 
@@ -126,6 +127,32 @@ def _read(folder: Path, name: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def training_summary(folder: str | Path) -> str | None:
+    """How a model folder was trained, in one line, from its training record (the card's source): what a side-by-side
+    report shows beside each row, so that two models of one kind trained differently do not look alike but for their
+    figures. None for a folder without a record."""
+    training = _read(Path(folder), TRAINING_FILE)
+    if not training:
+        return None
+    details, n_train = training.get("details", {}), training.get("dataset", {}).get("counts", {}).get("train")
+    scans = f"{n_train} training scans" if n_train is not None else "its training scans"
+    if training.get("kind") == "vit":
+        return (
+            f"{details.get('how', 'fine-tuned from')} {details.get('base_description', 'a pretrained checkpoint')} "
+            f"at {details.get('height')}x{details.get('width')}, {details.get('epochs')} epochs, seed "
+            f"{details.get('seed')}, on {scans}"
+        )
+    copies = details.get("speckle_copies", 0)
+    seen = f" and {copies} speckled cop{'y' if copies == 1 else 'ies'} of each" if copies else ", no speckled copies"
+    # A record from before the trainer said what the search scored: searched, but on what is not known.
+    chosen = details.get("chosen", CHOSEN_UNRECORDED)
+    return (
+        f"{details.get('features_description', 'HOG/LBP features')}; an SVM ({details.get('solver')}, "
+        f"C={details.get('C')}, gamma={details.get('gamma_scale')}/d, {chosen}), seed {details.get('seed')}, on "
+        f"{scans}{seen}"
+    )
+
+
 def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
     """The card of a trained model folder (either kind); `repo_id` is what its usage snippet names."""
     folder = Path(folder)
@@ -185,6 +212,7 @@ def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
             for c in CLASSES
         ],
         "curves": (folder / "training_curves.png").is_file(),
+        "chosen_unrecorded": CHOSEN_UNRECORDED,
         "int8": _int8(folder),
         **_trust(_read(folder, CALIBRATION_FILE), metrics, counts.get("val", 0)),
         **training.get("details", {}),  # what the trainer of this kind says about itself

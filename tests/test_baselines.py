@@ -19,6 +19,7 @@ from baselines.model import PARAM_GRID
 from baselines.train import main
 from conftest import ROOT, SAMPLE
 from models import ModelFormatError, UntrustedModelError, load_model
+from models.card import training_summary
 from models.classical import MODEL_FILE
 from octcore.imaging import DECODE_SIZE, ScanImage, load_scan, read_scan, remove_padding, resize
 
@@ -280,8 +281,21 @@ def test_speckled_copies_are_trained_on_cached_and_said_on_the_card(trained, tmp
     # both given: nothing was searched, and neither the folder nor the card says otherwise
     assert json.loads((out / "config.json").read_text())["search"]["cv_scored_on"] is None
     assert "C=10, gamma=0.5/d, both given for this run, not searched" in (out / "README.md").read_text()
+    # Side by side, the comparison says how each was trained: the two rows do not look alike but for their figures.
+    from compare.__main__ import main as compare
+
+    split = ["--split-file", str(reference / "split.json")]
+    report = tmp_path / "report"
+    arguments = ["--data", "examples/sample", *split, "--out", str(report), "--model", str(reference)]
+    assert compare([*arguments, "--model", str(out), "--explain", "0"]) == 0
+    rows = {r.split(" | ")[0]: r for r in (report / "report.md").read_text().splitlines() if " | classical | " in r}
+    assert f"on {n_train} training scans and 1 speckled copy of each" in rows["| hog-lbp-svm"]
+    assert "cross-validation on the training scans and their speckled copies" in rows["| hog-lbp-svm"]
+    assert f"on {n_train} training scans, no speckled copies" in rows["| no-copies"]
+    assert "C=10, gamma=0.5/d, both given for this run, not searched" in rows["| no-copies"]
     assert train(out, cache, "--speckle-copies", "2", "--C", "10", "--gamma-scale", "0.5") == 0
     assert f"SVM on {n_train:,} scans and {2 * n_train:,} speckled copies in" in capsys.readouterr().out
+    assert training_summary(out).endswith(f"on {n_train} training scans and 2 speckled copies of each")
     with pytest.raises(SystemExit):
         train(tmp_path / "bad", cache, "--speckle-copies", "-1")
 

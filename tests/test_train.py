@@ -19,6 +19,7 @@ from safetensors.numpy import load_file
 
 from conftest import ROOT, SAMPLE, assert_no_local_paths, copy_scan
 from models import ModelFormatError, UnsafeModelError, load_model
+from models.card import training_summary
 from models.scope import ACCEPT
 from octcore.data import discover, load_split, select
 from train import export_onnx, onnx_int8
@@ -296,8 +297,15 @@ def test_model_card_carries_the_measured_figures_and_follows_the_hub_rules(train
     assert "not a diagnosis" in card.text and "Patient leakage" in card.text and "USER/MODEL" in card.text
     assert "model_int8.onnx" not in card.text  # no int8 file yet
     assert f"test {metrics['n_images']} scans" in card.text and "![training curves](training_curves.png)" in card.text
-    precision = json.loads((trained / "training.json").read_text())["details"]["mixed_precision"]
+    record = json.loads((trained / "training.json").read_text())
+    precision = record["details"]["mixed_precision"]
     assert ("in float32" in card.text) == (precision == "no")  # the precision it was trained in, in words
+    # The line a side-by-side report shows for it: base, input, epochs, seed and training scans from the record.
+    details, n_train = record["details"], record["dataset"]["counts"]["train"]
+    assert training_summary(trained) == (
+        f"fine-tuned from `facebook/dinov2-small` at {details['height']}x{details['width']}, {details['epochs']} "
+        f"epochs, seed {details['seed']}, on {n_train} training scans"
+    )
     assert_no_local_paths(trained, ["README.md", "training.json", "metrics.json", "config.json", "logs/metrics.jsonl"])
 
 
