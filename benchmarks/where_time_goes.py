@@ -5,8 +5,8 @@
 
 With the first --repeats scans of DATA (a dataset folder; the bundled, downsized sample by default), the
 median ms of: the Space's parts of one request (the scan check, each model's steps, the panels' pictures), the
-two models one after the other against side by side (the ViT on one core, then on every CPU as the Space runs
-it), the int8 ViT with 1 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode,
+two models one after the other against side by side (the ViT on one core, then on every CPU; the Space keeps the
+faster), the int8 ViT with 1 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode,
 augmentation, resize; the processor against its table, which replaced it; with --augment-at input, the decode
 once and the augmentation in the resize). --compare-onnx runs another int8 export of the same model alternately
 with the folder's, one scan each in turn in one process, so that a drift in the machine's speed
@@ -97,10 +97,11 @@ def main() -> None:
     show("both models alone", analysed)
 
     # Side by side, with the scan check beside the ViT: BLAS on one thread (process-wide, so measured last among
-    # the request's parts), the ViT's ONNX Runtime on one thread, then on every CPU as the Space runs it.
+    # the request's parts), the ViT's ONNX Runtime on one thread, then on every CPU: the Space keeps the faster
+    # of the two (Models.choose_vit_threads).
     one_blas_thread()
     cpus = vit_threads()
-    for threads, what in ((1, "one core each"), (cpus, f"the ViT on {cpus} CPUs (the Space)")):
+    for threads, what in ((1, "one core each"), (cpus, f"the ViT on {cpus} CPUs")):
         beside = [load_vit(Path(args.vit), threads=threads), classical]
         show(
             f"both models side by side, {what}",
