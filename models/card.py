@@ -127,6 +127,16 @@ def _read(folder: Path, name: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _how(training: dict) -> str:
+    """How a ViT was made from its base, from its training record (records made before it said: fine-tuned)."""
+    return training.get("details", {}).get("how", "fine-tuned from")
+
+
+def _vit_origin(training: dict) -> str:
+    """E.g. "fine-tuned from `facebook/dinov2-small`": the card's summary and the report's line both say it."""
+    return f"{_how(training)} {training.get('base_model', {}).get('description', 'a pretrained checkpoint')}"
+
+
 def training_summary(folder: str | Path) -> str | None:
     """How a model folder was trained, in one line, from its training record (the card's source): what a side-by-side
     report shows beside each row, so that two models of one kind trained differently do not look alike but for their
@@ -138,9 +148,8 @@ def training_summary(folder: str | Path) -> str | None:
     scans = f"{n_train} training scans" if n_train is not None else "its training scans"
     if training.get("kind") == "vit":
         return (
-            f"{details.get('how', 'fine-tuned from')} {details.get('base_description', 'a pretrained checkpoint')} "
-            f"at {details.get('height')}x{details.get('width')}, {details.get('epochs')} epochs, seed "
-            f"{details.get('seed')}, on {scans}"
+            f"{_vit_origin(training)} at {details.get('height')}x{details.get('width')}, {details.get('epochs')} "
+            f"epochs, seed {details.get('seed')}, on {scans}"
         )
     copies = details.get("speckle_copies", 0)
     seen = f" and {copies} speckled cop{'y' if copies == 1 else 'ies'} of each" if copies else ", no speckled copies"
@@ -177,16 +186,15 @@ def render_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
         eval_results=eval_results(metrics, dataset),
     )
     counts, urgent, ci = dataset["counts"], metrics["urgent_referral"], metrics["ci95"]
-    how = training.get("details", {}).get("how", "fine-tuned from")  # a ViT's; records made before it: fine-tuned
     if kind == "vit":
         title = f"{model_name}: a Vision Transformer for retinal OCT B-scans"
-        summary = f"A Vision Transformer {how} {base.get('description', 'a pretrained checkpoint')}."
+        summary = f"A Vision Transformer {_vit_origin(training)}."
     else:
         title = f"{model_name}: a classical classifier for retinal OCT B-scans"
         summary = "A classical pipeline: hand-made HOG and LBP features of the flattened retina, and an SVM."
     values = {
         "kind": kind,
-        "how": how,
+        "how": _how(training),
         "title": title,
         "summary": summary,
         "repo_id": repo_id or REPO_PLACEHOLDER,
