@@ -120,8 +120,8 @@ def test_the_space_keeps_the_vit_threads_that_answer_sooner(onnx_vit, small_base
     loaded = Models(vit=str(onnx_vit), classical=str(small_baseline))
     before = loaded.vit
     assert loaded.vit.backend == "onnx" and loaded.vit.threads == 2
-    timed = loaded.choose_vit_threads(a_scan, repeats=3)
-    assert timed == pytest.approx({faster: 10.0, 3 - faster: 20.0})
+    medians = loaded.choose_vit_threads(a_scan, repeats=3)
+    assert medians == pytest.approx({faster: 10.0, 3 - faster: 20.0})
     assert loaded.vit.threads == faster and loaded.sources()[0] == (loaded.vit, str(onnx_vit))
     assert (loaded.vit is before) == (faster == 2)
     monkeypatch.undo()
