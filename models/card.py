@@ -140,8 +140,14 @@ def _vit_origin(training: dict) -> str:
 def training_summary(folder: str | Path) -> str | None:
     """How a model folder was trained, in one line, from its training record (the card's source): what a side-by-side
     report shows beside each row, so that two models of one kind trained differently do not look alike but for their
-    figures. None for a folder without a record."""
-    training = _read(Path(folder), TRAINING_FILE)
+    figures. None for a folder without a record; a record that cannot be read is said so (a folder from elsewhere,
+    e.g. the Hub, is loaded without reading it, so a side-by-side report must not fail on it)."""
+    try:
+        training = _read(Path(folder), TRAINING_FILE)
+    except (OSError, ValueError) as e:
+        return f"not known: its {TRAINING_FILE} cannot be read ({type(e).__name__})"
+    if not isinstance(training, dict):
+        return f"not known: its {TRAINING_FILE} is not a JSON object"
     if not training:
         return None
     details, n_train = training.get("details", {}), training.get("dataset", {}).get("counts", {}).get("train")

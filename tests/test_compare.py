@@ -80,3 +80,21 @@ def test_out_of_scope_scans_never_enter_accuracy_and_are_scored(report):
     assert len(outside) == 8 and all(r["file"].startswith("not-oct/") for r in outside)
     assert {r["flagged"] for r in rows} <= {"True", "False"} and all(float(r["out_of_scope_score"]) >= 0 for r in rows)
     assert all(abs(sum(float(r[f"p_{c}"]) for c in ("CNV", "DME", "DRUSEN", "NORMAL")) - 1) < 1e-3 for r in rows)
+
+
+def test_a_training_record_that_cannot_be_read_is_said_not_raised(small_baseline, tmp_path):
+    """The report's training line reads each folder's training.json, which loading the model never reads: a broken
+    one (a folder from elsewhere) is said in the line, not a traceback that stops the comparison."""
+    import shutil
+
+    from models.card import training_summary
+
+    folder = tmp_path / "model"
+    shutil.copytree(small_baseline, folder)
+    assert training_summary(folder) is None  # no record: no line
+    (folder / "training.json").write_text("{not json")
+    assert training_summary(folder) == "not known: its training.json cannot be read (JSONDecodeError)"
+    (folder / "training.json").write_text("[1, 2]")
+    assert training_summary(folder) == "not known: its training.json is not a JSON object"
+    (folder / "training.json").write_bytes(b"\xff\xfe not text")
+    assert training_summary(folder) == "not known: its training.json cannot be read (UnicodeDecodeError)"
