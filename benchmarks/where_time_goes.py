@@ -25,7 +25,7 @@ from models.vit import ONNX_DIR, ONNX_INT8, load_vit, processor_images, table_pi
 from octcore.imaging import ScanImage, eight_bit, read_scan
 from octcore.quality import scan_warnings
 from space.engine import Answer, Frame, classify, one_blas_thread, vit_threads
-from space.render import model_panel
+from space.render import model_panel, pictures
 from space.uploads import DecodedFrame
 from train.data import augment, augment_resized, speckle_bank
 
@@ -107,6 +107,11 @@ def main() -> None:
             f"both models side by side, {what}",
             median_ms(lambda i, beside=beside: classify(DecodedFrame("scan", grays[i]), beside), n),
         )
+    beside = [load_vit(Path(args.vit), threads=1), classical]
+    show(
+        "side by side, one core each, pictures drawn as each answers",
+        median_ms(lambda i: classify(DecodedFrame("scan", grays[i]), beside, draw=pictures), n),
+    )
 
     if vit.backend == "onnx":
         print("the int8 ViT's forward pass by ONNX Runtime threads:")

@@ -12,7 +12,7 @@ raises on bad input: a file that cannot be read becomes a frame with an error me
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +52,7 @@ class Answer:
 
     prediction: Prediction
     ms: float
+    pictures: str = ""  # its maps drawn for the page (`classify`'s `draw`); "" when not drawn
 
     @property
     def label(self) -> str:
@@ -223,9 +224,14 @@ def one_blas_thread() -> None:
         )
 
 
-def classify(decoded: DecodedFrame, models: list[OCTModel], explain: bool = True) -> Frame:
+Draw = Callable[[Answer, np.ndarray], str]  # an answer's maps drawn over the scan's gray levels (space.render)
+
+
+def classify(decoded: DecodedFrame, models: list[OCTModel], explain: bool = True, draw: Draw | None = None) -> Frame:
     """Every given model on one frame (its one decode shared), side by side, with timings and (if asked)
-    explanation maps. The answers are kept in the models' order."""
+    explanation maps, each drawn by `draw` into its answer's `pictures` in the thread that computed it: the
+    quicker model's pictures are then made while the slower model still runs, not after it. The answers are kept
+    in the models' order."""
     if decoded.gray is None:
         return Frame(decoded.name, error=decoded.error)
     frame = Frame(decoded.name, ScanImage(decoded.gray, decoded.colour, decoded.name))
@@ -233,7 +239,10 @@ def classify(decoded: DecodedFrame, models: list[OCTModel], explain: bool = True
     def answer(model: OCTModel) -> Answer:
         start = time.perf_counter()
         prediction = model.analyse(frame.scan, explain)
-        return Answer(prediction, (time.perf_counter() - start) * 1000)
+        answered = Answer(prediction, (time.perf_counter() - start) * 1000)
+        if explain and draw is not None:
+            answered.pictures = draw(answered, frame.scan.gray)
+        return answered
 
     beside = [BESIDE.submit(answer, model) for model in models[:-1]]
     try:
@@ -275,14 +284,17 @@ def decoded_frames(path: str | Path, pool: DecodePool | None) -> Iterator[Decode
         yield DecodedFrame(Path(path).name, error=f"cannot open {Path(path).name}: {e.strerror or e}")
 
 
-def analyse_upload(path: str | Path, models: list[OCTModel], pool: DecodePool | None = None) -> Upload:
-    """Every frame of one upload classified as it is decoded; only the frame to show keeps its pixels and maps."""
+def analyse_upload(
+    path: str | Path, models: list[OCTModel], pool: DecodePool | None = None, draw: Draw | None = None
+) -> Upload:
+    """Every frame of one upload classified as it is decoded; only the frame to show keeps its pixels. Maps are
+    computed, and drawn by `draw` (`classify`), for the frame to show."""
     shown, rows = None, []
     for decoded in decoded_frames(path, pool):
-        frame = classify(decoded, models, explain=shown is None)  # maps for the first readable frame only
+        frame = classify(decoded, models, shown is None, draw)  # maps for the first readable frame only
         if frame.scan is not None and (shown is None or urgency(frame) > urgency(shown)):
             if shown is not None and frame.results and not any(a.prediction.maps for a in frame.results.values()):
-                frame = classify(decoded, models, explain=True)  # a later frame wins: its maps now
+                frame = classify(decoded, models, True, draw)  # a later frame wins: its maps now
             shown = frame
         rows.append(Frame(frame.name, error=frame.error, results=frame.results, quality=frame.quality))
     return Upload(shown, rows)

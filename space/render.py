@@ -173,31 +173,34 @@ def verdict(answer: Answer) -> str:
     )
 
 
-def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None) -> str:
-    """One model's panel: its answer (collapsed when the frame is withheld), and its pictures."""
-    if answer is None or frame is None:
-        return ""
-    pictures = ""
+def pictures(answer: Answer, gray: np.ndarray) -> str:
+    """The figures explaining one answer, drawn from its maps over the scan's gray levels; "" without maps. Made
+    as each model answers (`space.engine.classify`'s `draw`), so the quicker model's are ready before the slower
+    model's answer."""
     maps = answer.prediction.maps
     if "attention" in maps:
-        pictures = picture(
-            overlay(frame.scan.gray, maps["attention"]),
-            "Where the ViT looked",
-            READ_ATTENTION,
-            "inferno",
-            ("less", "more"),
+        return picture(
+            overlay(gray, maps["attention"]), "Where the ViT looked", READ_ATTENTION, "inferno", ("less", "more")
         )
-    elif "band" in maps:
-        box, nearest = FEATURE_DISPLAY, Image.Resampling.NEAREST
-        pictures = picture(
-            fitted(maps["band"], box), "What the classical model sees: the flattened retina band", READ_BAND
-        )
-        if "hog" in maps:
-            hog = fitted(np.sqrt(maps["hog"]), box)  # the square root shows faint edges beside strong ones
-            pictures += picture(hog, "Its HOG: edge directions per cell", READ_HOG, "gray", ("weak", "strong"))
-        if "lbp" in maps:
-            lbp = fitted(textures(maps["lbp"]), box, nearest)
-            pictures += picture(lbp, "Its LBP: kinds of local texture", READ_LBP, key=legend())
+    if "band" not in maps:
+        return ""
+    box, nearest = FEATURE_DISPLAY, Image.Resampling.NEAREST
+    figures = picture(fitted(maps["band"], box), "What the classical model sees: the flattened retina band", READ_BAND)
+    if "hog" in maps:
+        hog = fitted(np.sqrt(maps["hog"]), box)  # the square root shows faint edges beside strong ones
+        figures += picture(hog, "Its HOG: edge directions per cell", READ_HOG, "gray", ("weak", "strong"))
+    if "lbp" in maps:
+        lbp = fitted(textures(maps["lbp"]), box, nearest)
+        figures += picture(lbp, "Its LBP: kinds of local texture", READ_LBP, key=legend())
+    return figures
+
+
+def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None) -> str:
+    """One model's panel: its answer (collapsed when the frame is withheld), and its pictures (drawn now unless
+    they were as it answered)."""
+    if answer is None or frame is None:
+        return ""
+    figures = answer.pictures or (pictures(answer, frame.scan.gray) if frame.scan is not None else "")
     answer_html = verdict(answer) + bars(answer)
     if frame.withheld:
         if answer.prediction.flagged:
@@ -213,7 +216,7 @@ def model_panel(name: str, kind: str, answer: Answer | None, frame: Frame | None
         )
     return (
         f"<section class='panel'><h3>{html.escape(name)} <small>{kind} · {answer.ms:.0f} ms</small></h3>"
-        f"{answer_html}{pictures}</section>"
+        f"{answer_html}{figures}</section>"
     )
 
 

@@ -168,7 +168,7 @@ def predict(path: str | None, classical: str | None, models: Models, pool: Decod
     chosen = models.chosen(classical)
     if not chosen:
         raise gr.Error("No model is loaded. " + " ".join(models.problems))
-    result: Upload = analyse_upload(path, chosen, pool)
+    result: Upload = analyse_upload(path, chosen, pool, render.pictures)
     if result.shown is None:
         errors = "; ".join(f.error for f in result.frames if f.error) or "no image in it"
         # kept until closed: the page shows no answer for this file, and a visitor looking away should still see why

@@ -8,6 +8,7 @@ import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -176,6 +177,34 @@ def test_the_models_run_side_by_side_and_answer_as_they_do_alone(models, a_scan,
         beside = frame.results[model.name].prediction
         np.testing.assert_allclose(beside.proba, alone.proba, rtol=1e-6)
         assert beside.maps.keys() == alone.maps.keys()
+
+
+def test_the_quicker_models_pictures_are_drawn_while_the_other_model_still_runs(models, a_scan, monkeypatch):
+    """The classical model answers before the ViT on the Space's CPUs; its pictures (a third of the app's work
+    around the models) are drawn then, in its own thread, not after the ViT. The ViT here waits until they are
+    drawn: were they drawn after both models, it would time out and say so. The panel is the one drawn later."""
+    from space import render
+
+    scan, drawn, order = read_scan(a_scan), threading.Event(), {}
+    vit = models.chosen()[0]
+    analyse = vit.analyse
+
+    def slow(*args, **kwargs):
+        order["drawn before the ViT answered"] = drawn.wait(timeout=20)
+        return analyse(*args, **kwargs)
+
+    def draw(answer, gray):
+        if "band" in answer.prediction.maps:  # the classical model's
+            drawn.set()
+        return render.pictures(answer, gray)
+
+    monkeypatch.setattr(vit, "analyse", slow)
+    frame = classify(DecodedFrame("scan", scan.gray), models.chosen(), draw=draw)
+    assert order == {"drawn before the ViT answered": True}
+    classical = frame.results["HOG+LBP SVM"]
+    assert classical.pictures.count("data:image/jpeg;base64,") == 3
+    undrawn = render.model_panel("HOG+LBP SVM", "kind", replace(classical, pictures=""), frame)
+    assert render.model_panel("HOG+LBP SVM", "kind", classical, frame) == undrawn
 
 
 def test_every_classical_variant_can_be_chosen(models, a_scan, small_baseline, small_lbp):
