@@ -30,19 +30,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_space(vit: str, baseline: str, **popen) -> tuple[subprocess.Popen, str]:
-    """`python space/app.py` on a free loopback port with the given models; returns (process, base URL)."""
+def resolved(model: str) -> str:
+    """A model folder as an absolute path; a Hub id (no such folder here) as it is."""
+    return str(Path(model).resolve()) if Path(model).exists() else model
+
+
+def start_space(vit: str, baseline: str, root: Path = ROOT, **popen) -> tuple[subprocess.Popen, str]:
+    """`python space/app.py` of `root` (this checkout, or another's code) on a free loopback port with the given
+    models; returns (process, base URL)."""
     port = free_port()
     env = {
         **os.environ,
-        "OCT_VIT_MODEL": vit,
-        "OCT_BASELINE_MODEL": baseline,
+        "OCT_VIT_MODEL": resolved(vit),  # the app runs in `root`: a folder given relative to here is found from there
+        "OCT_BASELINE_MODEL": resolved(baseline),
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_SERVER_NAME": "127.0.0.1",
     }
     server = subprocess.Popen(
         [sys.executable, "space/app.py"],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -9,10 +9,18 @@ where the time goes: the app's own work (`space.ui.predict` called in this proce
 worker process as the app does), the models alone (one decoded scan through both), the same
 request through gradio_client, and both protocols' floor (a trivial endpoint that takes an uploaded
 file and returns "ok").
+
+    python benchmarks/space_latency.py --vit MODEL_DIR --baseline MODEL_DIR --against OTHER_CHECKOUT
+
+With --against (another checkout of this repository, e.g. `git worktree add ../before HEAD~1`): the app of each
+checkout, started side by side with the same models and sent the same requests in turns, one each, so that a
+drift in the machine's speed touches both alike (two runs one after the other on a shared 2-core machine differ by
+more than a change of a few ms); only the whole request's figures are printed then.
 """
 
 import argparse
 import time
+from pathlib import Path
 
 import gradio as gr
 import httpx
@@ -25,7 +33,7 @@ from space.ui import predict as predict_in_process
 from space.ui import threads_named, timed_threads
 from space.uploads import DecodedFrame
 from space.workers import DecodePool
-from space_http import SCANS, predict, start_space, wait_until_answering
+from space_http import ROOT, SCANS, predict, start_space, wait_until_answering
 
 
 def timed_ms(function, repeats: int) -> np.ndarray:
@@ -48,7 +56,11 @@ def main() -> None:
     parser.add_argument("--vit", required=True)
     parser.add_argument("--baseline", required=True, help="the classical model folder (the first, if several)")
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--against", type=Path, help="another checkout: both apps' requests in turns (above)")
     args = parser.parse_args()
+    if args.against:
+        in_turns(args.vit, args.baseline, args.against, args.requests)
+        return
 
     server, url = start_space(args.vit, args.baseline)
     try:
@@ -94,6 +106,33 @@ def main() -> None:
         timed_ms(lambda i: floor.predict(handle_file(str(SCANS[0])), api_name="/echo"), 20),
     )
     echo.close()
+
+
+def in_turns(vit: str, baseline: str, against: Path, requests: int) -> None:
+    """Whole requests over HTTP to this checkout's app and another's, the same scan to each in turn."""
+    apps: dict[str, tuple] = {}
+    clients: dict[str, httpx.Client] = {}
+    try:
+        # One after the other: a port is free until its app binds it, so two starting at once could be given one.
+        for name, root in (("this checkout", ROOT), (str(against), against)):
+            apps[name] = start_space(vit, baseline, root=root)
+            wait_until_answering(*apps[name])
+            clients[name] = httpx.Client(base_url=apps[name][1], timeout=60)
+        times: dict[str, list[float]] = {name: [] for name in apps}
+        for i in range(3 + requests):  # the first three warm both up
+            for name, http in clients.items():
+                start = time.perf_counter()
+                predict(http, SCANS[i % len(SCANS)])
+                if i >= 3:
+                    times[name].append(time.perf_counter() - start)
+        for name, seconds in times.items():
+            show(f"whole request over the HTTP API, {name} ({requests} requests, in turns)", np.array(seconds) * 1000)
+    finally:
+        for http in clients.values():
+            http.close()
+        for server, _ in apps.values():
+            server.terminate()
+            server.wait(timeout=30)
 
 
 if __name__ == "__main__":  # the decode pool's workers start from a clean process that imports this module

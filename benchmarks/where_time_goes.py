@@ -6,7 +6,7 @@
 With the first --repeats scans of DATA (a dataset folder; the bundled, downsized sample by default), the
 median ms of: the Space's parts of one request (the scan check, each model's steps, the panels' pictures), the
 two models one after the other against side by side (the ViT on one core, then on every CPU; the Space keeps the
-faster), the int8 ViT with 1 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode,
+faster), the panels drawn after both models against each model's pictures drawn as it answers (in turns), the int8 ViT with 1 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode,
 augmentation, resize; the processor against its table, which replaced it; with --augment-at input, the decode
 once and the augmentation in the resize). --compare-onnx runs another int8 export of the same model alternately
 with the folder's, one scan each in turn in one process, so that a drift in the machine's speed
@@ -42,6 +42,19 @@ def median_ms(function, repeats: int) -> float:
         function(i)
         times.append(time.perf_counter() - start)
     return float(np.median(times)) * 1000
+
+
+def in_turns(functions: list, repeats: int) -> list[float]:
+    """Median ms of each function(i), called one after another for each i, so that a drift in the machine's
+    speed touches them alike (after three untimed turns)."""
+    times: list[list[float]] = [[] for _ in functions]
+    for i in range(-3, repeats):
+        for function, spent in zip(functions, times):
+            start = time.perf_counter()
+            function(max(i, 0))
+            if i >= 0:
+                spent.append(time.perf_counter() - start)
+    return [float(np.median(spent)) * 1000 for spent in times]
 
 
 def show(what: str, ms: float) -> None:
@@ -107,11 +120,18 @@ def main() -> None:
             f"both models side by side, {what}",
             median_ms(lambda i, beside=beside: classify(DecodedFrame("scan", grays[i]), beside), n),
         )
+    # Each model's pictures drawn as it answers (the Space since 2026-11-28) against both panels drawn after both
+    # models, one scan each in turn.
     beside = [load_vit(Path(args.vit), threads=1), classical]
-    show(
-        "side by side, one core each, pictures drawn as each answers",
-        median_ms(lambda i: classify(DecodedFrame("scan", grays[i]), beside, draw=pictures), n),
-    )
+
+    def with_panels(i: int, draw=None) -> None:
+        frame = classify(DecodedFrame("scan", grays[i]), beside, draw=draw)
+        for model, kind in answers:
+            model_panel(model.name, kind, frame.results[model.name], frame)
+
+    after, drawn = in_turns([with_panels, lambda i: with_panels(i, pictures)], n)
+    show("side by side, one core each, then both panels", after)
+    show("the same, each model's pictures drawn as it answers", drawn)
 
     if vit.backend == "onnx":
         print("the int8 ViT's forward pass by ONNX Runtime threads:")
