@@ -232,6 +232,19 @@ def wrong_place(page, archive: Path, shots: Path | None = None) -> None:
     page.locator(".toast-close").first.wait_for(state="detached", timeout=SECONDS)
 
 
+def row_without_notes(page) -> None:
+    """On a phone each Batch row's notes are a line of their own under its answers; a row without notes (models that
+    are sure and agree) has no such line, not an empty one. The test models always leave a note, so the first row's
+    notes are emptied here, in the page, as such a row would have them."""
+    display = page.evaluate(
+        """() => { const cell = document.querySelector('#batch-table .virtual-row .body-cell:last-child');
+        const before = getComputedStyle(cell).display;
+        cell.querySelector('span').textContent = '';
+        return [before, getComputedStyle(cell).display]; }"""
+    )
+    assert display[0] != "none" and display[1] == "none", f"the notes cell's display with notes, without: {display}"
+
+
 def batch(page, archive: Path, shots: Path | None = None, more: tuple[Path, ...] = ()) -> None:
     """A zip (and `more` files) on the Batch tab: a row per scan, with its notes readable, and a CSV to download."""
     page.get_by_role("tab", name="Batch").click()

@@ -573,7 +573,7 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypat
     left on the page), a volume then a scan (the page answers for the last), another classical model (when several
     are loaded), an example clicked, an unreadable file again, an image the models cannot judge, a zip in the wrong
     place, then on the Batch tab; the landing view on a phone, with an example's answer scrolled into view, and its
-    Batch table within the screen; and in
+    Batch table within the screen, a row without notes taking no empty line; and in
     dark mode the words that say there is no answer readable."""
     playwright = pytest.importorskip("playwright.sync_api")
     import browser as walk
@@ -626,6 +626,7 @@ def test_a_visitor_in_a_real_browser(served, a_scan, tmp_path, sample, monkeypat
         on_phone = browser.new_page(viewport={"width": 390, "height": 844})
         walk.phone(on_phone, served)
         walk.batch(on_phone, archive, more=(notes,))  # the table fits the phone's screen, notes included
+        walk.row_without_notes(on_phone)
         walk.dark(browser.new_page(viewport={"width": 390, "height": 844}), served, photo)
         browser.close()
 
