@@ -6,7 +6,8 @@
 With the first --repeats scans of DATA (a dataset folder; the bundled, downsized sample by default), the
 median ms of: the Space's parts of one request (the scan check, each model's steps, the panels' pictures), the
 two models one after the other against side by side (the ViT on one core, then on every CPU; the Space keeps the
-faster), the panels drawn after both models against each model's pictures drawn as it answers (in turns), the int8 ViT with 1 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode,
+faster), the panels drawn after both models against each model's pictures drawn as it answers (in turns), the
+int8 ViT with 1 and 2 ONNX Runtime threads, and the ViT trainer's loader steps for one scan (decode,
 augmentation, resize; the processor against its table, which replaced it; with --augment-at input, the decode
 once and the augmentation in the resize). --compare-onnx runs another int8 export of the same model alternately
 with the folder's, one scan each in turn in one process, so that a drift in the machine's speed
