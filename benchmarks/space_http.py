@@ -30,9 +30,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def resolved(model: str) -> str:
-    """A model folder as an absolute path; a Hub id (no such folder here) as it is."""
-    return str(Path(model).resolve()) if Path(model).exists() else model
+def resolved(models: str) -> str:
+    """Model folders (comma-separated, as the app takes classical ones) as absolute paths, from the caller's working
+    directory; a Hub id (no such folder here) as it is."""
+    return ",".join(str(Path(m).resolve()) if Path(m).exists() else m for m in models.split(","))
 
 
 def start_space(vit: str, baseline: str, root: Path = ROOT, **popen) -> tuple[subprocess.Popen, str]:

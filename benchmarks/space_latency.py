@@ -13,12 +13,14 @@ file and returns "ok").
     python benchmarks/space_latency.py --vit MODEL_DIR --baseline MODEL_DIR --against OTHER_CHECKOUT
 
 With --against (another checkout of this repository, e.g. `git worktree add ../before HEAD~1`): the app of each
-checkout, started side by side with the same models and sent the same requests in turns, one each, so that a
-drift in the machine's speed touches both alike (two runs one after the other on a shared 2-core machine differ by
-more than a change of a few ms); only the whole request's figures are printed then.
+checkout, started side by side with the same models and sent the same requests in turns, one each (which goes
+first alternating), so that a drift in the machine's speed touches both alike (two runs one after the other on a
+shared 2-core machine differ by more than a change of a few ms); only the whole request's figures are printed
+then.
 """
 
 import argparse
+import subprocess
 import time
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from gradio_client import Client, handle_file
 
 from octcore.imaging import read_scan
 from space.engine import Models, classify, one_blas_thread
+from space.render import pictures
 from space.ui import predict as predict_in_process
 from space.ui import threads_named, timed_threads
 from space.uploads import DecodedFrame
@@ -59,7 +62,7 @@ def main() -> None:
     parser.add_argument("--against", type=Path, help="another checkout: both apps' requests in turns (above)")
     args = parser.parse_args()
     if args.against:
-        in_turns(args.vit, args.baseline, args.against, args.requests)
+        apps_in_turns(args.vit, args.baseline, args.against, args.requests)
         return
 
     server, url = start_space(args.vit, args.baseline)
@@ -81,7 +84,7 @@ def main() -> None:
 
     one_blas_thread()  # as the app does at start
     models, pool = Models(args.vit, args.baseline), DecodePool(size=1).start()
-    timed = models.choose_vit_threads(SCANS[0])  # as the app does at start
+    timed = models.choose_vit_threads(SCANS[0], draw=pictures)  # as the app does at start
     if timed:
         print(f"the ViT as the app runs it: {threads_named(models.vit.threads)}, {timed_threads(timed)}")
     show(
@@ -108,9 +111,10 @@ def main() -> None:
     echo.close()
 
 
-def in_turns(vit: str, baseline: str, against: Path, requests: int) -> None:
-    """Whole requests over HTTP to this checkout's app and another's, the same scan to each in turn."""
-    apps: dict[str, tuple] = {}
+def apps_in_turns(vit: str, baseline: str, against: Path, requests: int) -> None:
+    """Whole requests over HTTP to this checkout's app and another's, the same scan to each in turn, which app goes
+    first alternating from one turn to the next."""
+    apps: dict[str, tuple[subprocess.Popen, str]] = {}
     clients: dict[str, httpx.Client] = {}
     try:
         # One after the other: a port is free until its app binds it, so two starting at once could be given one.
@@ -120,7 +124,7 @@ def in_turns(vit: str, baseline: str, against: Path, requests: int) -> None:
             clients[name] = httpx.Client(base_url=apps[name][1], timeout=60)
         times: dict[str, list[float]] = {name: [] for name in apps}
         for i in range(3 + requests):  # the first three warm both up
-            for name, http in clients.items():
+            for name, http in list(clients.items())[:: 1 if i % 2 else -1]:
                 start = time.perf_counter()
                 predict(http, SCANS[i % len(SCANS)])
                 if i >= 3:

@@ -16,6 +16,7 @@ touches both alike (how an export change was measured).
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from models.classical import embed, load_classical
 from models.vit import ONNX_DIR, ONNX_INT8, load_vit, processor_images, table_pixels
 from octcore.imaging import ScanImage, eight_bit, read_scan
 from octcore.quality import scan_warnings
-from space.engine import Answer, Frame, classify, one_blas_thread, vit_threads
+from space.engine import Answer, Draw, Frame, classify, one_blas_thread, vit_threads
 from space.render import model_panel, pictures
 from space.uploads import DecodedFrame
 from train.data import augment, augment_resized, speckle_bank
@@ -45,7 +46,7 @@ def median_ms(function, repeats: int) -> float:
     return float(np.median(times)) * 1000
 
 
-def in_turns(functions: list, repeats: int) -> list[float]:
+def in_turns(functions: list[Callable[[int], object]], repeats: int) -> list[float]:
     """Median ms of each function(i), called one after another for each i, so that a drift in the machine's
     speed touches them alike (after three untimed turns)."""
     times: list[list[float]] = [[] for _ in functions]
@@ -115,18 +116,20 @@ def main() -> None:
     # of the two (Models.choose_vit_threads).
     one_blas_thread()
     cpus = vit_threads()
-    for threads, what in ((1, "one core each"), (cpus, f"the ViT on {cpus} CPUs")):
-        beside = [load_vit(Path(args.vit), threads=threads), classical]
+    one_thread = load_vit(Path(args.vit), threads=1)
+    for vit_now, what in (
+        (one_thread, "one core each"),
+        (load_vit(Path(args.vit), threads=cpus), f"the ViT on {cpus} CPUs"),
+    ):
         show(
             f"both models side by side, {what}",
-            median_ms(lambda i, beside=beside: classify(DecodedFrame("scan", grays[i]), beside), n),
+            median_ms(lambda i, beside=[vit_now, classical]: classify(DecodedFrame("scan", grays[i]), beside), n),
         )
     # Each model's pictures drawn as it answers (the Space since 2026-11-28) against both panels drawn after both
     # models, one scan each in turn.
-    beside = [load_vit(Path(args.vit), threads=1), classical]
 
-    def with_panels(i: int, draw=None) -> None:
-        frame = classify(DecodedFrame("scan", grays[i]), beside, draw=draw)
+    def with_panels(i: int, draw: Draw | None = None) -> None:
+        frame = classify(DecodedFrame("scan", grays[i]), [one_thread, classical], draw=draw)
         for model, kind in answers:
             model_panel(model.name, kind, frame.results[model.name], frame)
 
@@ -152,17 +155,13 @@ def main() -> None:
             name: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             for name, path in (("other", args.compare_onnx), ("folder's", str(Path(args.vit) / ONNX_DIR / ONNX_INT8)))
         }
-        times = {name: [] for name in sessions}
-        for i in range(200 + 5):
-            for name, session in sessions.items():
-                start = time.perf_counter()
-                session.run(None, {"pixel_values": pixels})
-                if i >= 5:
-                    times[name].append(time.perf_counter() - start)
-        other, own = (np.array(times[name]) * 1000 for name in sessions)
+        other, own = in_turns(
+            [lambda i, session=session: session.run(None, {"pixel_values": pixels}) for session in sessions.values()],
+            200,
+        )
         print(
-            f"int8 exports in turns, 200 scans each: {args.compare_onnx} {np.median(other):.1f} ms, the folder's "
-            f"{np.median(own):.1f} ms (median ratio {np.median(own / other):.2f})"
+            f"int8 exports in turns, 200 scans each: {args.compare_onnx} {other:.1f} ms, the folder's {own:.1f} ms "
+            f"(ratio {own / other:.2f})"
         )
 
     print(f"the ViT trainer's loader, one scan ({where}):")

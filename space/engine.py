@@ -73,6 +73,9 @@ class Answer:
         return float(sum(self.prediction.proba[CLASSES.index(c)] for c in URGENT_CLASSES))
 
 
+Draw = Callable[[Answer, np.ndarray], str]  # an answer's maps drawn over the scan's gray levels (space.render)
+
+
 @dataclass
 class Frame:
     name: str
@@ -148,16 +151,19 @@ class Models:
                     f"`python -m baselines.train --data DIR --out DIR` and set {BASELINE_ENV}."
                 )
 
-    def choose_vit_threads(self, scan: ScanInput, repeats: int = TIMING_TURNS) -> dict[int, float]:
+    def choose_vit_threads(
+        self, scan: ScanInput, repeats: int = TIMING_TURNS, draw: Draw | None = None
+    ) -> dict[int, float]:
         """Keep the ViT's ONNX Runtime threads that answer a request sooner on this machine: every CPU, or one (the
         classical model then has another core to itself). Which wins depends on the CPU (docs/results.md *The
         Space*): on a 2-core AVX2 CPU, where the int8 ViT took several times the classical model's time, every CPU
         (measured with the export before the float patch embedding); on a 2-core Xeon with AMX, one, since waking
         a second thread for each of the ViT's operators cost more than the core it brought. So both are timed
-        here, in turns, on `scan` (an example) with the default classical model beside, and the faster is kept; the
-        answers are the same either way. Returns the median ms of each; {} where there is nothing to choose (no
-        ONNX ViT, no classical model, one thread) or the timing failed, which is warned about: this only makes
-        requests faster, so the app starts with the ViT as loaded rather than not at all."""
+        here, in turns, on `scan` (an example) with the default classical model beside, each model's pictures drawn
+        by `draw` as a request's are (`classify`), and the faster is kept; the answers are the same either way.
+        Returns the median ms of each; {} where there is nothing to choose (no ONNX ViT, no classical model, one
+        thread) or the timing failed, which is warned about: this only makes requests faster, so the app starts
+        with the ViT as loaded rather than not at all."""
         if self.vit is None or getattr(self.vit, "backend", None) != "onnx" or not self.classical:
             return {}
         loaded = self.vit.threads or usable_cpus()
@@ -171,7 +177,7 @@ class Models:
             for turn in range(repeats + 1):  # in turns, so that a drift in the machine's speed touches both alike
                 for threads, vit in candidates.items():
                     start = time.perf_counter()
-                    classify(frame, [vit, self.classical[0]])
+                    classify(frame, [vit, self.classical[0]], draw=draw)
                     if turn:  # the first turn warms both up
                         times[threads].append((time.perf_counter() - start) * 1000)
         except Exception as e:
@@ -222,9 +228,6 @@ def one_blas_thread() -> None:
             RuntimeWarning,
             stacklevel=2,
         )
-
-
-Draw = Callable[[Answer, np.ndarray], str]  # an answer's maps drawn over the scan's gray levels (space.render)
 
 
 def classify(decoded: DecodedFrame, models: list[OCTModel], explain: bool = True, draw: Draw | None = None) -> Frame:
@@ -288,7 +291,8 @@ def analyse_upload(
     path: str | Path, models: list[OCTModel], pool: DecodePool | None = None, draw: Draw | None = None
 ) -> Upload:
     """Every frame of one upload classified as it is decoded; only the frame to show keeps its pixels. Maps are
-    computed, and drawn by `draw` (`classify`), for the frame to show."""
+    computed, and drawn by `draw` (`classify`), for the first readable frame, and again for a later frame that
+    becomes the one to show (the rows keep the earlier answers, maps and pictures included)."""
     shown, rows = None, []
     for decoded in decoded_frames(path, pool):
         frame = classify(decoded, models, shown is None, draw)  # maps for the first readable frame only

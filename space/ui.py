@@ -437,7 +437,7 @@ def launch(models: Models, **options) -> gr.Blocks:
     worker processes, the models of a request side by side."""
     one_blas_thread()
     tries = examples()[0]
-    timed = models.choose_vit_threads(tries[0]) if tries else {}
+    timed = models.choose_vit_threads(tries[0], draw=render.pictures) if tries else {}
     if timed:
         print(f"The ViT runs on {threads_named(models.vit.threads)}, {timed_threads(timed)}.", flush=True)
     # Gradio recomputes its monitoring summary (pandas, over up to 10,000 past events) after every event by default;

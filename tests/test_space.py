@@ -180,7 +180,7 @@ def test_the_models_run_side_by_side_and_answer_as_they_do_alone(models, a_scan,
 
 
 def test_the_quicker_models_pictures_are_drawn_while_the_other_model_still_runs(models, a_scan, monkeypatch):
-    """The classical model answers before the ViT on the Space's CPUs; its pictures (a third of the app's work
+    """The classical model answers before the ViT on the Space's CPUs; its pictures (about 2 ms of the app's work
     around the models) are drawn then, in its own thread, not after the ViT. The ViT here waits until they are
     drawn: were they drawn after both models, it would time out and say so. The panel is the one drawn later."""
     from space import render
