@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -674,6 +675,9 @@ def test_two_processes_evaluate_every_scan_once_and_train_like_one(trained, smal
     from octcore.plots import read_training_log
 
     out = tmp_path / "two"
+    with socket.socket() as free:  # not accelerate's default 29500, which another run on this machine may be using
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
     launch = [
         sys.executable,
         "-m",
@@ -683,6 +687,8 @@ def test_two_processes_evaluate_every_scan_once_and_train_like_one(trained, smal
         "2",
         "--num_machines",
         "1",
+        "--main_process_port",
+        str(port),
         "--mixed_precision",
         "no",
         "--dynamo_backend",
@@ -690,15 +696,24 @@ def test_two_processes_evaluate_every_scan_once_and_train_like_one(trained, smal
     ]
     command = train_command(small_data, tiny_base, out)
     command[command.index("--batch-size") + 1] = "4"  # per process: the same 8 scans per step as one process
-    result = subprocess.run(
+    # In a session of its own, so that on a timeout (a worker that never joins) the workers are killed with the
+    # launcher: `subprocess.run`'s timeout kills the launcher alone, and its workers would go on holding the port
+    # and the CPUs for the tests after it.
+    with subprocess.Popen(
         [*launch, *command[2:]],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
+        start_new_session=True,
         env={**os.environ, "ACCELERATE_USE_CPU": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    ) as run:
+        try:
+            _, stderr = run.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            pytest.fail(f"the two processes did not end within 600 s: {run.communicate()[1][-3000:]}")
+    assert run.returncode == 0, stderr[-3000:]
     split = load_split(out / "split.json", discover(small_data))
     epochs = [r for r in read_training_log(out / "logs" / "metrics.jsonl") if "val/n_scans" in r]
     assert [r["val/n_scans"] for r in epochs] == [split.count("val")] * 3
