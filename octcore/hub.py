@@ -87,6 +87,28 @@ def names_hub_repo(source: str | Path) -> bool:
     return is_repo_id(str(source)) and not Path(source).exists()
 
 
+def unreachable_hub(repo_id: str, filename: str = "config.json") -> str | None:
+    """Why a file of a Hub repo cannot be had here at once: the Hub's host name does not resolve (no network) and
+    the file is not in the local cache; None otherwise, and the loader then says what else may be wrong. Without
+    this, a command run offline said so only after huggingface_hub's retries of the request, about 25 s."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    host = urlparse(constants.ENDPOINT).hostname
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, 443)
+        return None
+    except OSError:  # socket.gaierror: the name does not resolve
+        pass
+    if isinstance(try_to_load_from_cache(repo_id, filename), str):
+        return None  # cached: the loader finds it
+    return f"{host} cannot be reached from here (its name does not resolve) and {repo_id} is not in the local cache"
+
+
 def card_metadata(text: str) -> dict:
     """The YAML header of a card, as the Hub parses it (yaml.safe_load); ValueError when there is none."""
     if not text.startswith("---\n") or "\n---" not in text[4:]:

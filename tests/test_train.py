@@ -438,6 +438,39 @@ def test_base_checkpoint_check(tiny_base, tmp_path, capsys):
     assert "cannot load the base checkpoint" in capsys.readouterr().err
 
 
+def test_an_unreachable_hub_is_said_at_once(tiny_base, tmp_path, capsys, monkeypatch):
+    """Offline (the Hub's name does not resolve), a Hub id not in the local cache is refused without asking the Hub,
+    whose client would retry for about 25 s first; one in the cache, and a local folder, are loaded as before."""
+    import huggingface_hub
+    import transformers
+
+    from train.__main__ import main
+
+    def no_name(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    asked = []
+    load = transformers.AutoConfig.from_pretrained
+
+    def config(source, *args, **kwargs):  # the real loader, for sources it can have without the network
+        asked.append(str(source))
+        if str(source) == "facebook/dinov2-small":
+            return load(tiny_base)
+        return load(source, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_name)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", config)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert main(["--check-base", "--base-model", "facebook/dinov2-small"]) == 3
+    assert "huggingface.co cannot be reached from here" in capsys.readouterr().err and asked == []
+    cached = tmp_path / "hub" / "models--facebook--dinov2-small"
+    (cached / "refs").mkdir(parents=True)
+    (cached / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(tiny_base, cached / "snapshots" / ("0" * 40))
+    assert main(["--check-base", "--base-model", "facebook/dinov2-small"]) == 0 and asked == ["facebook/dinov2-small"]
+    assert main(["--check-base", "--base-model", str(tiny_base)]) == 0
+
+
 @pytest.mark.parametrize(
     "capabilities, auto",
     [

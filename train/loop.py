@@ -14,13 +14,15 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from octcore.hub import writing_folder
+from octcore.hub import names_hub_repo, unreachable_hub, writing_folder
 
 
 def base_problem(base_model: str) -> str | None:
     """Why the base checkpoint (local folder or Hub id) cannot be loaded, or None if its config loads."""
     from transformers import AutoConfig
 
+    if names_hub_repo(base_model) and (offline := unreachable_hub(base_model)):
+        return offline
     try:
         AutoConfig.from_pretrained(base_model)
     except Exception as e:  # offline, missing, private or not a transformers checkpoint
