@@ -36,26 +36,21 @@ BUNDLED = Path(__file__).resolve().parent.parent / "examples" / "sample"
 
 def median_ms(function, repeats: int) -> float:
     """Median ms of function(i) for i in 0..repeats-1, after three untimed calls."""
-    for i in range(3):
-        function(i)
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        function(i)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1000
+    return in_turns([function], repeats)[0]
 
 
 def in_turns(functions: list[Callable[[int], object]], repeats: int) -> list[float]:
     """Median ms of each function(i), called one after another for each i, so that a drift in the machine's
     speed touches them alike (after three untimed turns)."""
+    for i in range(3):
+        for function in functions:
+            function(i)
     times: list[list[float]] = [[] for _ in functions]
-    for i in range(-3, repeats):
+    for i in range(repeats):
         for function, spent in zip(functions, times):
             start = time.perf_counter()
-            function(max(i, 0))
-            if i >= 0:
-                spent.append(time.perf_counter() - start)
+            function(i)
+            spent.append(time.perf_counter() - start)
     return [float(np.median(spent)) * 1000 for spent in times]
 
 
