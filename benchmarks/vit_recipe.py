@@ -1,6 +1,6 @@
 """Choose the ViT's training recipe on validation data only, then report it over seeds on the test split.
 
-    python benchmarks/vit_recipe.py --data DATA --base-model BASE --split-file SPLIT --out DIR
+    python benchmarks/vit_recipe.py --data DATA --base-model BASE [--base-model-id ID] --split-file SPLIT --out DIR
         [--seeds 2 | --folds K] [--report-seeds 3] [--parallel 1] [--workers 2] [--candidates NAME ...]
 
 Each candidate recipe (CANDIDATES: options of `python -m train` beside its defaults) is trained with
@@ -139,6 +139,7 @@ def train(name: str, seed: int, args: argparse.Namespace, fold_file: str | None 
         "--workers",
         str(args.workers),
         *CANDIDATES[name],
+        *(["--base-model-id", args.base_model_id] if args.base_model_id else []),
     ]
     log = Path(args.out) / f"{run}.log"
     with log.open("w") as handle:
@@ -160,6 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--base-model", required=True)
+    parser.add_argument("--base-model-id", help="the Hub id a local --base-model folder is a copy of (for the cards)")
     parser.add_argument("--split-file", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", type=int, default=2, help="seeds per candidate for the choice")
