@@ -74,6 +74,8 @@ FIRST_ROUND = {
 # macro-F1 at four decimals wins, an exact tie to the earlier listed (the default, then the smaller input); then the
 # chosen recipe's 3 seeds on the test part, once. A change chosen becomes the trainer's default, and its seed 0 the
 # shipped ViT; otherwise nothing changes.
+# epochs-48-168x336 came first (0.9870 against the default's 0.9816, 10 of 760 validation scans wrong against 14)
+# and is the default since; on test its three seeds scored 0.961 ± 0.012 against the old default's 0.963 ± 0.000.
 CHANGES: dict[str, dict[str, str]] = {
     "defaults": {},
     "layer-decay-0.65": {"--layer-decay": "0.65"},
@@ -97,7 +99,7 @@ CHANGES: dict[str, dict[str, str]] = {
     "epochs-48-126x252": {"--epochs": "48", "--augment-at": "input", "--drop-path": "0.1", "--image-size": "126x252"},
     "epochs-48-168x336": {"--epochs": "48", "--augment-at": "input", "--drop-path": "0.1", "--image-size": "168x336"},
 }
-DEFAULT = "epochs-24-168x336"  # the candidate that is the trainer's defaults (tests/test_train.py checks they match)
+DEFAULT = "epochs-48-168x336"  # the candidate that is the trainer's defaults (tests/test_train.py checks they match)
 # Name -> options given to `python -m train`.
 CANDIDATES = {
     name: [word for option in {**FIRST_ROUND, **changes}.items() for word in option]

@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="input size (default: 168x336 for DINOv2, which interpolates its "
         "position embeddings; the checkpoint's square size for ViT/DeiT)",
     )
-    add("--epochs", type=int, default=24, help="default %(default)s, chosen on validation (benchmarks/vit_recipe.py)")
+    add("--epochs", type=int, default=48, help="default %(default)s, chosen on validation (benchmarks/vit_recipe.py)")
     add("--batch-size", type=int, default=16, help="per process (default %(default)s)")
     add("--grad-accum", type=int, default=1, help="gradient accumulation steps (default %(default)s)")
     add(
