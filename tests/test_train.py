@@ -521,6 +521,38 @@ def test_recipe_candidates_are_distinct_recipes_and_one_is_the_trainer_default()
     assert settings([]) == recipes[recipe.DEFAULT]
 
 
+def test_recipe_runs_from_a_local_base_name_its_hub_id_when_given(tmp_path, monkeypatch):
+    """A round run from a local copy of the base (as on a machine without the Hub) passes --base-model-id to every
+    run, so each card still names its base; the trainer accepts the command as built. Without it, none is passed."""
+    import argparse
+    import importlib.util
+
+    import train.__main__ as trainer
+
+    spec = importlib.util.spec_from_file_location("vit_recipe", ROOT / "benchmarks" / "vit_recipe.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        return argparse.Namespace(returncode=0)
+
+    monkeypatch.setattr(recipe.subprocess, "run", run)
+    for base_id in ("facebook/dinov2-small", None):
+        args = argparse.Namespace(
+            data=str(SAMPLE), base_model="local/copy/folder", base_model_id=base_id, split_file="split.json",
+            out=str(tmp_path / str(base_id).replace("/", "-")), workers=1, folds=None,
+        )  # fmt: skip
+        Path(args.out).mkdir()
+        recipe.train(recipe.DEFAULT, 0, args)
+    with_id, without_id = commands
+    assert with_id[with_id.index("--base-model-id") + 1] == "facebook/dinov2-small"
+    assert "--base-model-id" not in without_id
+    parsed = trainer.parse_args(with_id[with_id.index("train") + 1 :])
+    assert (parsed.base_model, parsed.base_model_id) == ("local/copy/folder", "facebook/dinov2-small")
+
+
 def test_the_card_says_whether_pipeline_gives_the_probabilities_the_figures_were_scored_on(trained, tmp_path):
     """`pipeline` gives the softmax as it is: the card says it lacks the temperature where one was kept, and that it
     is what the figures were scored on where the temperature is 1 (the fitted one not kept)."""
