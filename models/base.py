@@ -110,10 +110,12 @@ class OCTModel(Protocol):
 
 def local_folder(path_or_repo_id: str | Path, allow_patterns: list[str] | None = None) -> Path:
     """A local model folder as it is, or a Hub repo id downloaded (only files matching allow_patterns)."""
+    from octcore.hub import names_hub_repo  # the one rule for what names a Hub repo, the trainers' too
+
     folder = Path(path_or_repo_id)
     if folder.is_dir():
         return folder
-    if folder.exists() or str(path_or_repo_id).count("/") != 1:
+    if not names_hub_repo(path_or_repo_id):
         raise ModelFormatError(f"{str(path_or_repo_id)!r} is neither a model folder nor a Hub repo id (USER/NAME)")
     from huggingface_hub import snapshot_download
 

@@ -518,3 +518,17 @@ def test_the_projects_hog_is_skimages_on_real_scans(sample):
         np.testing.assert_allclose(grid_hog(small, unshifted), hog_features(small, settings), atol=1e-6)
         blocks = hog(small, **settings.hog_params, feature_vector=False)  # what hog_map draws
         np.testing.assert_allclose(shifted_hog_blocks(small, unshifted)[0], blocks, atol=1e-6)
+
+
+@pytest.mark.parametrize("source", ["./hog-svm", "runs/hog svm", "owner/name/extra", "owner/-name"])
+def test_a_source_that_is_no_folder_and_no_hub_id_is_refused_without_asking_the_hub(source, monkeypatch):
+    """A missing folder whose name cannot be a Hub repo id (a relative path, a space, two slashes) is refused as
+    neither, by the same rule the trainers use (octcore.hub.names_hub_repo), without a request to the Hub."""
+    import huggingface_hub
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    with pytest.raises(ModelFormatError, match="neither a model folder nor a Hub repo id"):
+        load_model(source)
