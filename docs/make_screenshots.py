@@ -25,13 +25,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import browser as walk  # noqa: E402
 
 from space.engine import Models  # noqa: E402
-from space.ui import build, look  # noqa: E402
+from space.ui import build, look, ready  # noqa: E402
 from space.workers import DecodePool  # noqa: E402
 
 SAMPLE = ROOT / "examples" / "sample"
 
 
 def serve(models: Models, pool: DecodePool):
+    ready(models)  # as the app readies its models before serving: the pictures show warm answers' times
     demo = build(models, pool).queue(default_concurrency_limit=4)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **look())
     return demo, url

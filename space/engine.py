@@ -190,6 +190,17 @@ class Models:
             self.vit = faster
         return medians
 
+    def warm(self, scan: ScanInput, draw: Draw | None = None) -> None:
+        """Answer `scan` once with every model, pictures drawn by `draw`, so that the first visitor of each (the
+        classical variants after the first included) does not wait for its cold start (lazy imports, weights read
+        in from their files): a HOG+LBP SVM's first answer took about ten times its later ones. A failure is warned
+        about and the app starts anyway: this only makes first answers faster."""
+        try:
+            every = [m for m in (self.vit, *self.classical) if m is not None]
+            classify(DecodedFrame("warm-up", read_scan(scan).gray), every, draw=draw)
+        except Exception as e:
+            warnings.warn(f"the models were not warmed up ({e})", RuntimeWarning, stacklevel=2)
+
     def chosen(self, classical: str | None = None) -> list[OCTModel]:
         """The models a request runs: the ViT, and the named classical variant (by default the first)."""
         named = [m for m in self.classical if m.name == classical] or self.classical[:1]

@@ -432,12 +432,23 @@ def timed_threads(timed: dict[int, float]) -> str:
     return f"the faster here (both models on an example scan, median of {TIMING_TURNS} turns: {each})"
 
 
+def ready(models: Models) -> dict[int, float]:
+    """What the app does to its models before it serves: BLAS on one thread per model, the ViT's ONNX Runtime
+    threads chosen by timing both models on an example scan, and every model warmed on it, pictures included, so
+    that no visitor (nor a screenshot) gets a cold first answer. Returns the timings (empty where none were made)."""
+    one_blas_thread()
+    tries = examples()[0]
+    if not tries:
+        return {}
+    timed = models.choose_vit_threads(tries[0], draw=render.pictures)
+    models.warm(tries[0], draw=render.pictures)
+    return timed
+
+
 def launch(models: Models, **options) -> gr.Blocks:
     """The app as the Space runs it: queued (4 requests at once per event listener), uploads capped, decoding in
     worker processes, the models of a request side by side."""
-    one_blas_thread()
-    tries = examples()[0]
-    timed = models.choose_vit_threads(tries[0], draw=render.pictures) if tries else {}
+    timed = ready(models)
     if timed:
         print(f"The ViT runs on {threads_named(models.vit.threads)}, {timed_threads(timed)}.", flush=True)
     # Gradio recomputes its monitoring summary (pandas, over up to 10,000 past events) after every event by default;

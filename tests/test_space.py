@@ -132,6 +132,38 @@ def test_the_space_keeps_the_vit_threads_that_answer_sooner(onnx_vit, small_base
     assert np.array_equal(mine.maps["attention"], theirs.maps["attention"])
 
 
+def test_the_app_readies_every_model_before_it_serves(onnx_vit, small_baseline, small_lbp, monkeypatch):
+    """Before serving, the app times the ViT's threads and answers an example once with every model, the classical
+    variants after the first included, so that no visitor's first answer of a variant waits for its cold start; a
+    model that fails there is warned about and the app starts."""
+    import space.engine
+    from space.ui import ready
+
+    monkeypatch.setattr(space.engine, "usable_cpus", lambda: 2)
+    loaded = Models(vit=str(onnx_vit), classical=[str(small_baseline), str(small_lbp)])
+    asked = []
+
+    def counted(model):
+        def analyse(*args):
+            asked.append(model.name)
+            return answer(*args)
+
+        answer = model.analyse
+        return analyse
+
+    for model in loaded.classical:
+        monkeypatch.setattr(model, "analyse", counted(model))
+    assert set(ready(loaded)) == {1, 2}
+    assert {model.name for model in loaded.classical} <= set(asked), asked
+
+    def broken(*args):
+        raise MemoryError("no memory for the warm-up")
+
+    monkeypatch.setattr(loaded.classical[1], "analyse", broken)
+    with pytest.warns(RuntimeWarning, match="not warmed up .no memory for the warm-up"):
+        ready(loaded)
+
+
 def test_there_is_no_thread_count_to_choose_for_a_vit_in_pytorch(models, a_scan):
     assert models.vit.backend == "torch" and models.choose_vit_threads(a_scan) == {}
 
