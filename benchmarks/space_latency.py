@@ -30,10 +30,9 @@ import numpy as np
 from gradio_client import Client, handle_file
 
 from octcore.imaging import read_scan
-from space.engine import Models, classify, one_blas_thread
-from space.render import pictures
+from space.engine import Models, classify
 from space.ui import predict as predict_in_process
-from space.ui import threads_named, timed_threads
+from space.ui import ready, threads_named, timed_threads
 from space.uploads import DecodedFrame
 from space.workers import DecodePool
 from space_http import ROOT, SCANS, predict, start_space, wait_until_answering
@@ -82,9 +81,8 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
 
-    one_blas_thread()  # as the app does at start
     models, pool = Models(args.vit, args.baseline), DecodePool(size=1).start()
-    timed = models.choose_vit_threads(SCANS[0], draw=pictures)  # as the app does at start
+    timed = ready(models)  # what the app does to its models at start
     if timed:
         print(f"the ViT as the app runs it: {threads_named(models.vit.threads)}, {timed_threads(timed)}")
     show(
