@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from octcore.hub import names_hub_repo
 from octcore.imaging import ScanInput
 
 if TYPE_CHECKING:
@@ -110,8 +111,6 @@ class OCTModel(Protocol):
 
 def local_folder(path_or_repo_id: str | Path, allow_patterns: list[str] | None = None) -> Path:
     """A local model folder as it is, or a Hub repo id downloaded (only files matching allow_patterns)."""
-    from octcore.hub import names_hub_repo  # the one rule for what names a Hub repo, the trainers' too
-
     folder = Path(path_or_repo_id)
     if folder.is_dir():
         return folder

@@ -193,8 +193,8 @@ class Models:
     def warm(self, scan: ScanInput, draw: Draw | None = None) -> None:
         """Answer `scan` once with every model, pictures drawn by `draw`, so that the first visitor of each (the
         classical variants after the first included) does not wait for its cold start (lazy imports, weights read
-        in from their files): a HOG+LBP SVM's first answer took about ten times its later ones. A failure is warned
-        about and the app starts anyway: this only makes first answers faster."""
+        in from their files), which can take several times a warm answer. A failure is warned about and the app
+        starts anyway: this only makes first answers faster."""
         try:
             every = [m for m in (self.vit, *self.classical) if m is not None]
             classify(DecodedFrame("warm-up", read_scan(scan).gray), every, draw=draw)
