@@ -3,13 +3,15 @@ are not OCT B-scans at all (far).
 
     python benchmarks/out_of_scope.py --data DATA --split-file SPLIT --out DIR --base-model BASE
         [--left-out DRUSEN DME] [--models vit classical] [--vit MODEL --classical MODEL]
+        [--choose [--far-check NON_OCT_DIR]]
 
 Near: for each left-out class, both models are trained by their default commands on the split's train
 part without that class (their detectors fitted and thresholded on train and validation without it),
 then `python -m compare` scores the other classes' test scans as in scope and the left-out class's
 validation and test scans as out of scope. Far: the given models (trained on all four classes) are
 scored on the split's test scans and on `benchmarks/non_oct.py`'s images. Prints one table; every
-report stays in DIR.
+report stays in DIR. --choose also prints, for the left-out-class models, each detector setting's validation
+AUROC, from validation scans alone, and with --far-check the share of another set of non-OCT images it flags.
 """
 
 import argparse
@@ -44,30 +46,44 @@ def linked_folder(folder: Path, files: dict[str, list[Path]]) -> Path:
     return folder
 
 
+BACKGROUND_WEIGHTS = (0.0, 0.5, 1.0)  # the relative distance's (models.scope.OutOfScope), 0: the distance itself
+
+
 def detector_choices(
-    folder: Path, scans: list, split: list[str], groups: np.ndarray, left: str
-) -> dict[str, tuple[float, float]]:
-    """For each setting of the out-of-scope detector fitted on the training scans' features (features at unit
-    length or raw, principal components kept, detectors cross-fitted on folds of patients): its validation AUROC
-    (in-scope validation scans against the left-out class's), and the share of its own in-scope training scans it
-    flags at a threshold set on the in-scope validation scans (new scans: 5%)."""
+    folder: Path, scans: list, split: list[str], groups: np.ndarray, left: str, far: list[Path]
+) -> dict[str, tuple[float, float, float]]:
+    """For each setting of the out-of-scope detector fitted on the training scans' features (the relative distance's
+    background weight, features at unit length or raw, principal components kept, detectors cross-fitted on folds
+    of patients): its validation AUROC (in-scope validation scans against the left-out class's), the share of its
+    own in-scope training scans it flags at a threshold set on the in-scope validation scans (new scans: 5%), and
+    the share of `far` (non-OCT images, another set than the far test's; NaN without) it flags at that
+    threshold."""
     from models import load_model
 
     model = load_model(folder, backend="torch")
     labels = np.array([CLASSES.index(s.label) for s in scans])
     _, features = model.embed([s.path for s in scans])
+    far_features = model.embed(far)[1] if far else None
     part, out = np.array(split), labels == CLASSES.index(left)
     train, inside, outside = (part == "train") & ~out, (part == "val") & ~out, (part == "val") & out
     truth = np.r_[np.zeros(inside.sum()), np.ones(outside.sum())]
     table = {}
-    for unit_length in (True, False):
-        for k in (16, 32, 64, 128):
-            for folds in (1, 3, 5):
-                detector = OutOfScope.fit(features[train], labels[train], k, unit_length, folds, groups[train])
-                detector.with_threshold(features[inside])
-                scores = np.r_[detector.score(features[inside]), detector.score(features[outside])]
-                own = float(np.mean(detector.score(features[train]) > detector.threshold))
-                table[f"{'unit' if unit_length else 'raw'} {k} x{folds}"] = (float(roc_auc_score(truth, scores)), own)
+    for weight in BACKGROUND_WEIGHTS:
+        for unit_length in (True, False):
+            for k in (16, 32, 64, 128):
+                for folds in (1, 3, 5):
+                    detector = OutOfScope.fit(
+                        features[train], labels[train], k, unit_length, folds, groups[train], weight
+                    ).with_threshold(features[inside])
+                    scores = np.r_[detector.score(features[inside]), detector.score(features[outside])]
+                    own = float(np.mean(detector.score(features[train]) > detector.threshold))
+                    flagged = (
+                        np.nan
+                        if far_features is None
+                        else float(np.mean(detector.score(far_features) > detector.threshold))
+                    )
+                    name = f"w{weight:g} {'unit' if unit_length else 'raw'} {k} x{folds}"
+                    table[name] = (float(roc_auc_score(truth, scores)), own, flagged)
     return table
 
 
@@ -102,6 +118,12 @@ def main() -> None:
         help="also print, for the left-out-class models, the validation AUROC of the detector's settings and the "
         "share of their own training scans each flags",
     )
+    parser.add_argument(
+        "--far-check",
+        type=Path,
+        help="with --choose: a folder of non-OCT images (benchmarks/non_oct.py --seed 1, not the far test's) that "
+        "each setting's share flagged is printed for",
+    )
     parser.add_argument("--recipe", help="recipe.json of benchmarks/vit_recipe.py: its options join the ViT's command")
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -111,6 +133,7 @@ def main() -> None:
     groups = split_scans(scans, args.split_file).groups  # as the trainer cross-fits: linked patients together
     rows, choices = [], {}
     options = json.loads(Path(args.recipe).read_text())["options"] if args.recipe else []
+    far_check = sorted(args.far_check.iterdir()) if args.far_check else []
 
     # Near: one class left out of training.
     for left in args.left_out:
@@ -164,21 +187,26 @@ def main() -> None:
             rows.append((f"{left} left out ({len(held)} scans)", name, figures["out_of_scope"]))
         if args.choose:
             for model in trained:
-                choices.setdefault(model.name, []).append(detector_choices(model, scans, split, groups, left))
+                choices.setdefault(model.name, []).append(
+                    detector_choices(model, scans, split, groups, left, far_check)
+                )
 
     if choices:  # the detector's settings, from validation scans alone: in scope against the left-out class
         print(
-            "the detector's settings (unit length / raw features, principal components, x cross-fitted detectors): "
-            "validation AUROC per left-out class and their mean | own training scans flagged"
+            "the detector's settings (w: the relative distance's background weight, 0 the distance itself; unit "
+            "length / raw features; principal components; x cross-fitted detectors): validation AUROC per left-out "
+            "class and their mean | own training scans flagged | --far-check images flagged"
         )
         for name, tables in choices.items():
             for setting in tables[0]:
-                aucs, owns = zip(*(table[setting] for table in tables))
+                aucs, owns, fars = zip(*(table[setting] for table in tables))
                 print(
-                    f"  {name:14s} {setting:13s} "
-                    + " ".join(f"{a:.3f}" for a in aucs)
-                    + f"  mean {np.mean(aucs):.3f} | "
+                    f"  {name:14s} {setting:17s} "
+                    + " ".join(f"{a:.4f}" for a in aucs)
+                    + f"  mean {np.mean(aucs):.4f} | "
                     + " ".join(f"{o:.1%}" for o in owns)
+                    + " | "
+                    + " ".join(f"{f:.1%}" for f in fars)
                 )
 
     # Far: images that are not OCT B-scans, against the models trained on all four classes.

@@ -7,7 +7,8 @@ by the loaded model to every prediction, so the Space, the batch CSV and `compar
 - Out of scope (Lee et al. 2018): the model's features, scaled to unit length, are projected on their
   first principal components (fitted on the training split); a scan's score is its smallest
   Mahalanobis distance to a class mean (tied covariance). Scans far from every class the model was
-  taught, a condition it never saw or an image that is not an OCT B-scan, score high. The threshold
+  taught, a condition it never saw or an image that is not an OCT B-scan, score high (or, relative, by how much
+  more they differ from every class than from the training scans as a whole: OutOfScope). The threshold
   is the split-conformal quantile of the validation scans' scores: on average at least ACCEPT of
   new in-scope scans pass it, however few validation scans there are. (Method, components and unit
   length were chosen on validation scans with one class left out of training: benchmarks/out_of_scope.py.)
@@ -37,6 +38,9 @@ COMPONENTS = {"vit": 128, "classical": 32}
 # model's 9,504 features outnumber its training scans; the ViT's 768 do not, and one detector does not flag its
 # training scans more than new ones.
 FOLDS = {"vit": 1, "classical": 5}
+# The relative distance's background weight (OutOfScope; 0: the distance itself), per kind of model: chosen the
+# same way, in a round whose rule was written first (docs/results.md, "The relative distance").
+BACKGROUND_WEIGHT = {"vit": 0.0, "classical": 0.0}
 PCA_ROWS = 20_000  # training scans the principal axes are fitted on, at most
 EXACT_SVD_VALUES = 20_000_000  # above this many (rows x features), the leading axes by randomized SVD
 
@@ -109,14 +113,25 @@ def _fit_detector(
     class_means = np.stack([z[kept == c].mean(axis=0) for c in classes])
     centred = z - class_means[np.searchsorted(classes, kept)]
     covariance = centred.T @ centred / len(z) + 1e-6 * np.eye(z.shape[1])
-    return mean, axes, class_means, np.linalg.inv(covariance)
+    # One Gaussian over all of them, classes ignored, for the relative distance (OutOfScope.score)
+    background_mean = z.mean(axis=0)
+    background = (z - background_mean).T @ (z - background_mean) / len(z) + 1e-6 * np.eye(z.shape[1])
+    return mean, axes, class_means, np.linalg.inv(covariance), background_mean, np.linalg.inv(background)
 
 
 @dataclass
 class OutOfScope:
     """Mahalanobis distance to the nearest class mean, in a principal-component space of the features; with
     several detectors (cross-fitted, see `fit`), the smallest of their distances. Each array has one row per
-    detector."""
+    detector.
+
+    Relative (Ren et al. 2021, "A simple fix to Mahalanobis distance for improving near-OOD detection"): with a
+    background Gaussian (one mean and covariance over all training scans, classes ignored), a scan's score is its
+    squared distance to the nearest class mean less `background_weight` times its squared distance to the
+    background. Directions in which every retina varies (brightness, tilt, the device's texture) count in both and
+    cancel; what is left is how much less the scan looks like any one condition than like retinas in general. At a
+    weight of 1 (Ren et al.'s) an image far from every retina can cancel out too; below 1 it keeps a part of its
+    distance."""
 
     mean: np.ndarray  # (detectors, d) feature mean of its training scans
     components: np.ndarray  # (detectors, k, d) principal axes
@@ -124,12 +139,23 @@ class OutOfScope:
     precision: np.ndarray  # (detectors, k, k) inverse of the tied class covariance
     threshold: float = float("inf")
     unit_length: bool = True  # features scaled to unit length first
+    background_weight: float = 0.0  # 0: the distance to the nearest class mean itself
+    background_mean: np.ndarray | None = None  # (detectors, k), where background_weight > 0
+    background_precision: np.ndarray | None = None  # (detectors, k, k)
 
     def __post_init__(self) -> None:
         if self.mean.ndim == 1:  # one detector, as folders saved before cross-fitting hold it
             self.mean, self.components, self.class_means, self.precision = (
                 a[None] for a in (self.mean, self.components, self.class_means, self.precision)
             )
+            if self.background_mean is not None:
+                self.background_mean, self.background_precision = (
+                    a[None] for a in (self.background_mean, self.background_precision)
+                )
+
+    @property
+    def relative(self) -> bool:
+        return self.background_weight > 0
 
     @cached_property
     def _projection(self) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +175,12 @@ class OutOfScope:
             x = _as_float64(features[part], self.unit_length).astype(np.float32)
             z[part] = (x @ stacked.T).reshape(-1, detectors, k) - offsets
         gaps = z[:, :, None, :] - self.class_means[None]
-        return np.sqrt(np.einsum("nfcj,fjk,nfck->nfc", gaps, self.precision, gaps).min(axis=(1, 2)))
+        nearest = np.einsum("nfcj,fjk,nfck->nfc", gaps, self.precision, gaps).min(axis=2)  # (n, detectors) squared
+        if not self.relative:
+            return np.sqrt(nearest.min(axis=1))
+        off = z - self.background_mean[None]
+        background = np.einsum("nfj,fjk,nfk->nf", off, self.background_precision, off)
+        return (nearest - self.background_weight * background).min(axis=1)
 
     @classmethod
     def fit(
@@ -160,6 +191,7 @@ class OutOfScope:
         unit_length: bool = True,
         folds: int = 1,
         groups: np.ndarray | None = None,
+        background_weight: float = 0.0,
     ) -> "OutOfScope":
         """One detector on every training scan, or with folds > 1 one per fold of patients (`groups`), each fitted
         on the other folds, and a scan's score the smallest of theirs. Why: where the features outnumber the
@@ -187,7 +219,19 @@ class OutOfScope:
         # the same number of axes for every detector (the smallest fold's limit), so that their arrays stack
         k = min(components, min(min(len(rows), PCA_ROWS) for rows in fold_rows) - 1, features.shape[1])
         fitted = [_fit_detector(features, labels, rows, k, unit_length) for rows in fold_rows]
-        return cls(*(np.stack(arrays) for arrays in zip(*fitted)), unit_length=unit_length)
+        mean, axes, class_means, precision, background_mean, background = (np.stack(a) for a in zip(*fitted))
+        if not background_weight:
+            background_mean = background = None
+        return cls(
+            mean,
+            axes,
+            class_means,
+            precision,
+            unit_length=unit_length,
+            background_weight=background_weight,
+            background_mean=background_mean,
+            background_precision=background,
+        )
 
     def with_threshold(self, in_scope_features: np.ndarray, accept: float = ACCEPT) -> "OutOfScope":
         """The ceil((n + 1) * accept)-th smallest of n in-scope scores (split conformal): a new in-scope scan
@@ -197,12 +241,15 @@ class OutOfScope:
         return self
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
+        arrays = {
             "mean": self.mean,
             "components": self.components,
             "class_means": self.class_means,
             "precision": self.precision,
         }
+        if self.relative:
+            arrays.update(background_mean=self.background_mean, background_precision=self.background_precision)
+        return arrays
 
 
 @dataclass
@@ -222,6 +269,7 @@ class Calibration:
                 **record.get("out_of_scope", {}),
                 "threshold": self.out_of_scope.threshold,
                 "unit_length": self.out_of_scope.unit_length,
+                "background_weight": self.out_of_scope.background_weight,
             }
             save_file(self.out_of_scope.arrays(), folder / SCOPE_FILE)
         (folder / CALIBRATION_FILE).write_text(json.dumps(record, indent=2))
@@ -239,7 +287,10 @@ class Calibration:
             arrays = {k: v.astype(np.float64) for k, v in load_file(folder / SCOPE_FILE).items()}
             saved = record["out_of_scope"]
             scope = OutOfScope(
-                **arrays, threshold=float(saved["threshold"]), unit_length=saved.get("unit_length", True)
+                **arrays,
+                threshold=float(saved["threshold"]),
+                unit_length=saved.get("unit_length", True),
+                background_weight=float(saved.get("background_weight", 0.0)),
             )
         return cls(float(record["temperature"]), scope, {k: v for k, v in record.items() if k != "temperature"})
 
@@ -247,7 +298,9 @@ class Calibration:
 def fit_detector(kind: str, features: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> OutOfScope:
     """The out-of-scope detector the trainers fit for a model of this kind (COMPONENTS, FOLDS), before its threshold;
     groups: the scans' patients, for cross-fitting."""
-    return OutOfScope.fit(features, labels, COMPONENTS[kind], folds=FOLDS[kind], groups=groups)
+    return OutOfScope.fit(
+        features, labels, COMPONENTS[kind], folds=FOLDS[kind], groups=groups, background_weight=BACKGROUND_WEIGHT[kind]
+    )
 
 
 def fit_calibration(
@@ -296,6 +349,12 @@ def fit_calibration(
         },
         "out_of_scope": {
             "method": "Mahalanobis distance to the nearest class mean, features at unit length"
+            + (
+                f", relative: squared, less {scope.background_weight:g} x the squared distance to one Gaussian over "
+                "all training scans"
+                if scope.relative
+                else ""
+            )
             + (
                 f"; cross-fitted: the smallest of {detectors} such distances, from detectors each fitted without "
                 f"one of {detectors} folds of the training patients"

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from models.scope import ACCEPT, Calibration, OutOfScope, fit_calibration, fit_temperature, softmax
+from models.scope import ACCEPT, Calibration, OutOfScope, fit_calibration, fit_temperature, softmax, unit
 
 
 def test_the_fitted_temperature_undoes_a_known_overconfidence():
@@ -112,6 +112,77 @@ def test_cross_fitting_on_a_few_scans_and_its_fallback():
     with pytest.warns(UserWarning, match="one out-of-scope detector"):
         single = OutOfScope.fit(features, labels, components=32, folds=3, groups=patients)
     assert len(single.mean) == 1
+
+
+def squared(gaps: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distances of rows of gaps."""
+    return (gaps @ precision * gaps).sum(axis=1)
+
+
+def test_the_relative_distance_is_the_nearest_class_less_the_background_and_survives_saving(tmp_path):
+    """Relative (Ren et al. 2021): squared distance to the nearest class mean less the squared distance to one
+    Gaussian over all training scans, per detector, the smallest over detectors; saved and loaded with the model."""
+    rng = np.random.default_rng(7)
+    labels = np.repeat(np.arange(4), 60)
+    features = rng.normal(size=(240, 12)) + 3 * np.eye(12)[labels]
+    new = rng.normal(size=(30, 12)) + 3 * np.eye(12)[rng.integers(0, 4, 30)]
+    for folds in (1, 3):
+        plain = OutOfScope.fit(features, labels, components=6, folds=folds)
+        scope = OutOfScope.fit(features, labels, components=6, folds=folds, background_weight=1.0)
+        scope = scope.with_threshold(features)
+        assert scope.relative and not plain.relative
+        by_hand = []
+        for f in range(folds):
+            z = (unit(new) - scope.mean[f]) @ scope.components[f].T
+            nearest = np.min(
+                [((z - m) @ scope.precision[f] * (z - m)).sum(axis=1) for m in scope.class_means[f]], axis=0
+            )
+            off = z - scope.background_mean[f]
+            by_hand.append(nearest - (off @ scope.background_precision[f] * off).sum(axis=1))
+        np.testing.assert_allclose(scope.score(new), np.min(by_hand, axis=0), rtol=1e-4, atol=1e-4)
+        nearest_plain = np.min(
+            [((z - m) @ plain.precision[0] * (z - m)).sum(axis=1) for m in plain.class_means[0]], axis=0
+        )
+        if folds == 1:  # the same detector, without the background: its distance to the nearest class
+            np.testing.assert_allclose(plain.score(new), np.sqrt(nearest_plain), rtol=1e-4)
+        Calibration(1.0, scope).save(tmp_path)
+        loaded = Calibration.load(tmp_path).out_of_scope
+        assert loaded.relative
+        np.testing.assert_allclose(loaded.score(new), scope.score(new), rtol=1e-6)
+        assert loaded.threshold == scope.threshold
+
+
+def test_the_relative_distance_keeps_scans_of_a_new_condition_apart_where_every_retina_varies():
+    """A direction in which every training scan varies a lot (as brightness or tilt do) hides a new condition from
+    the distance to the nearest class, whose covariance it dominates, less from the relative one; every weight accepts
+    its share of new in-scope scans, and one below 1 still flags images far from every class."""
+    rng = np.random.default_rng(8)
+    d, n = 40, 800
+    labels = np.repeat(np.arange(4), n // 4)
+    centres = np.zeros((5, d))
+    centres[np.arange(4), np.arange(4)] = 4.0
+    centres[4, :4] = 2.0  # a fifth condition between the four, as drusen sit between NORMAL and the others
+
+    def scans(classes: np.ndarray) -> np.ndarray:
+        nuisance = rng.normal(0, 6, size=(len(classes), 1)) * np.r_[np.zeros(4), np.ones(d - 4)] / np.sqrt(d - 4)
+        return 10 + centres[classes] + rng.normal(size=(len(classes), d)) + nuisance * 10
+
+    train, validation = scans(labels), scans(labels[::4])
+    unseen, new_inliers = scans(np.full(200, 4)), scans(labels[1::4])
+    truth = np.r_[np.zeros(len(new_inliers)), np.ones(len(unseen))]
+    from sklearn.metrics import roc_auc_score
+
+    far = train - 20 * (centres[4] > 0)  # far off every class, and off the background in the same measure
+    auroc, far_flagged = {}, {}
+    for weight in (0.0, 0.5, 1.0):
+        scope = OutOfScope.fit(train, labels, components=16, unit_length=False, background_weight=weight)
+        scope.with_threshold(validation)
+        auroc[weight] = roc_auc_score(truth, np.r_[scope.score(new_inliers), scope.score(unseen)])
+        far_flagged[weight] = np.mean(scope.score(far) > scope.threshold)
+        assert np.mean(scope.score(new_inliers) > scope.threshold) < 0.12
+    assert auroc[0.0] + 0.05 < auroc[0.5] < auroc[1.0], auroc
+    # at Ren et al.'s weight such an image can cancel out; below it keeps a part of its distance
+    assert far_flagged[0.0] == far_flagged[0.5] == 1.0 and far_flagged[1.0] < 0.8, far_flagged
 
 
 def test_calibration_is_saved_and_loaded_with_the_model(tmp_path):
