@@ -22,6 +22,9 @@ from octcore.labels import CLASSES
 
 ONNX_DIR, ONNX_FP32, ONNX_INT8, ONNX_CHECK = "onnx", "model.onnx", "model_int8.onnx", "check.json"
 ONNX_OUTPUTS = ("logits", "attention", "features")
+# Scans per forward pass in `embed`: PyTorch's eager attention (kept for the map) holds every layer's attention
+# weights and activations, about 25 MB a scan at 168x336, so a thousand scans in one pass took all of 24 GB.
+EMBED_BATCH = 32
 HUB_FILES = ["*.json", "*.md", "*.safetensors", f"{ONNX_DIR}/{ONNX_INT8}"]  # never a pickle (calibration included)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -186,8 +189,11 @@ class ViTModel:
             return tuple(t.float().numpy() for t in self.model(torch.from_numpy(pixel_values)))
 
     def embed(self, scans: Sequence[ScanInput]) -> tuple[np.ndarray, np.ndarray]:
-        logits, _, features = self.forward(self.pixels(scans))
-        return logits, features
+        """(logits, features) of any number of scans, decoded and run EMBED_BATCH at a time."""
+        parts = [self.forward(self.pixels(scans[i : i + EMBED_BATCH])) for i in range(0, len(scans), EMBED_BATCH)]
+        if not parts:
+            parts = [self.forward(self.pixels(scans))]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[2] for p in parts])
 
     def classify(self, scans: Sequence[ScanInput]) -> Classification:
         return Classification.of(*self.embed(scans), self.calibration)

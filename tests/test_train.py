@@ -837,3 +837,23 @@ def test_the_attention_map_passes_the_model_randomisation_check(trained, small_d
         correlations.append(spearmanr(maps[0].ravel(), maps[1].ravel()).statistic)
         assert np.allclose(maps[0], vit.explain(scan.path)["attention"], atol=1e-5)  # the map the Space shows
     assert np.mean(correlations) < 0.5, correlations
+
+
+def test_a_vit_embeds_many_scans_a_batch_at_a_time(tiny_vit, monkeypatch):
+    """PyTorch's eager attention holds every layer's weights: a thousand scans in one forward pass took all of a 24 GB
+    machine (benchmarks/out_of_scope.py --choose was killed so). Any number of scans go through a batch at a time,
+    with the answers they get one at a time."""
+    import models.vit
+    from models import load_model
+    from octcore.data import discover
+
+    model = load_model(tiny_vit, backend="torch")
+    passes, forward = [], model.forward
+    monkeypatch.setattr(model, "forward", lambda pixels: passes.append(len(pixels)) or forward(pixels))
+    monkeypatch.setattr(models.vit, "EMBED_BATCH", 3)
+    scans = [s.path for s in discover(SAMPLE)[:7]]
+    logits, features = model.embed(scans)
+    assert passes == [3, 3, 1] and logits.shape == (7, 4) and len(features) == 7
+    alone = [model.embed([scan]) for scan in scans]
+    np.testing.assert_allclose(logits, np.concatenate([a[0] for a in alone]), atol=1e-5)
+    np.testing.assert_allclose(features, np.concatenate([a[1] for a in alone]), atol=1e-5)
