@@ -85,8 +85,7 @@ def export(folder: Path) -> Path:
 
 def agreement(folder: Path, scans: list, threads: int) -> dict:
     reference, fast = load_model(folder, "torch", threads), load_model(folder, "onnx", threads)
-    torch_proba = np.concatenate([reference.predict_proba(scans[i : i + 32]) for i in range(0, len(scans), 32)])
-    onnx_proba = np.concatenate([fast.predict_proba(scans[i : i + 32]) for i in range(0, len(scans), 32)])
+    torch_proba, onnx_proba = reference.predict_proba(scans), fast.predict_proba(scans)  # a batch at a time (embed)
     same = torch_proba.argmax(1) == onnx_proba.argmax(1)
     top_two = np.sort(torch_proba, axis=1)[:, -2:]
     confident = top_two[:, 1] - top_two[:, 0] >= CONFIDENT_MARGIN
@@ -110,7 +109,7 @@ def int8_threshold(folder: Path, val_scans: list, threads: int) -> dict | None:
     if scope is None:
         return None
     fast = load_model(folder, "onnx", threads)
-    features = np.concatenate([fast.embed(val_scans[i : i + 32])[1] for i in range(0, len(val_scans), 32)])
+    features = fast.embed(val_scans)[1]
     return {
         "threshold": replace(scope).with_threshold(features).threshold,
         "float32_threshold": scope.threshold,
