@@ -126,6 +126,8 @@ def main() -> None:
     )
     parser.add_argument("--recipe", help="recipe.json of benchmarks/vit_recipe.py: its options join the ViT's command")
     args = parser.parse_args()
+    if args.far_check and not args.far_check.is_dir():
+        parser.error(f"--far-check {args.far_check}: no such folder (make one: python benchmarks/non_oct.py --seed 1)")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     scans = discover(args.data)
