@@ -115,8 +115,9 @@ def main() -> None:
     parser.add_argument(
         "--choose",
         action="store_true",
-        help="also print, for the left-out-class models, the validation AUROC of the detector's settings and the "
-        "share of their own training scans each flags",
+        help="also print, for the left-out-class models, the validation AUROC of the detector's settings (the "
+        "relative distance's background weight, unit length or raw features, components, cross-fitted detectors) and "
+        "the share of their own training scans each flags (with --far-check, of those images too)",
     )
     parser.add_argument(
         "--far-check",
@@ -126,8 +127,12 @@ def main() -> None:
     )
     parser.add_argument("--recipe", help="recipe.json of benchmarks/vit_recipe.py: its options join the ViT's command")
     args = parser.parse_args()
+    if args.far_check and not args.choose:
+        parser.error("--far-check is read by --choose alone")
     if args.far_check and not args.far_check.is_dir():
-        parser.error(f"--far-check {args.far_check}: no such folder (make one: python benchmarks/non_oct.py --seed 1)")
+        parser.error(
+            f"--far-check {args.far_check}: no such folder (make one: python benchmarks/non_oct.py --out DIR --seed 1)"
+        )
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     scans = discover(args.data)

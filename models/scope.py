@@ -97,7 +97,8 @@ def leading_axes(centred: np.ndarray, k: int) -> np.ndarray:
 def _fit_detector(
     features: np.ndarray, labels: np.ndarray, rows: np.ndarray, k: int, unit_length: bool
 ) -> tuple[np.ndarray, ...]:
-    """One detector's mean, k axes, class means and precision, from the training scans in `rows`. The principal
+    """One detector's mean, k axes, class means and precision, and its background's mean and precision (one Gaussian
+    over the same scans, for the relative distance), from the training scans in `rows`. The principal
     axes come from at most PCA_ROWS of them (all up to that size), drawn at random: the leading axes are stable
     long before that, and an SVD of the full dataset's classical features would need tens of GB. The mean, class
     means and covariance use every scan in `rows`."""
@@ -164,7 +165,8 @@ class OutOfScope:
         return stacked, np.einsum("fd,fkd->fk", self.mean, self.components)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """(n,) distances; higher means further from everything the model was taught. Every detector's projection
+        """(n,) distances, or with a background weight squared distances less the weighted background's (which may be
+        negative); higher means further from everything the model was taught. Every detector's projection
         in one float32 product: (x - mean) @ axes.T = x @ axes.T - mean @ axes.T, so the detectors' axes are read
         once per scan, at half the bytes (read in float64, one detector after another, the classical model's
         axes slowed the Space's request beside the ViT)."""
@@ -202,6 +204,8 @@ class OutOfScope:
         compares both on validation scans of a class left out of training)."""
         from sklearn.model_selection import StratifiedGroupKFold
 
+        if background_weight < 0:
+            raise ValueError(f"background_weight must be 0 or more, not {background_weight}")
         features, labels = np.asarray(features), np.asarray(labels)
         groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
         classes, fold_rows = np.unique(labels), [np.arange(len(labels))]

@@ -191,7 +191,7 @@ class ViTModel:
     def embed(self, scans: Sequence[ScanInput]) -> tuple[np.ndarray, np.ndarray]:
         """(logits, features) of any number of scans, decoded and run EMBED_BATCH at a time."""
         parts = [self.forward(self.pixels(scans[i : i + EMBED_BATCH])) for i in range(0, len(scans), EMBED_BATCH)]
-        if not parts:
+        if not parts:  # no scans: the empty arrays of one pass, shaped as before batching
             parts = [self.forward(self.pixels(scans))]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[2] for p in parts])
 

@@ -152,6 +152,13 @@ def test_the_relative_distance_is_the_nearest_class_less_the_background_and_surv
         assert loaded.threshold == scope.threshold
 
 
+def test_a_negative_background_weight_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="background_weight"):
+        OutOfScope.fit(np.eye(8), np.arange(8) % 4, components=2, background_weight=-0.5)
+
+
 def test_the_relative_distance_keeps_scans_of_a_new_condition_apart_where_every_retina_varies():
     """A direction in which every training scan varies a lot (as brightness or tilt do) hides a new condition from
     the distance to the nearest class, whose covariance it dominates, less from the relative one; every weight accepts
