@@ -134,17 +134,12 @@ def test_the_relative_distance_is_the_nearest_class_less_the_background_and_surv
         by_hand = []
         for f in range(folds):
             z = (unit(new) - scope.mean[f]) @ scope.components[f].T
-            nearest = np.min(
-                [((z - m) @ scope.precision[f] * (z - m)).sum(axis=1) for m in scope.class_means[f]], axis=0
-            )
-            off = z - scope.background_mean[f]
-            by_hand.append(nearest - (off @ scope.background_precision[f] * off).sum(axis=1))
+            nearest = np.min([squared(z - m, scope.precision[f]) for m in scope.class_means[f]], axis=0)
+            by_hand.append(nearest - squared(z - scope.background_mean[f], scope.background_precision[f]))
         np.testing.assert_allclose(scope.score(new), np.min(by_hand, axis=0), rtol=1e-4, atol=1e-4)
-        nearest_plain = np.min(
-            [((z - m) @ plain.precision[0] * (z - m)).sum(axis=1) for m in plain.class_means[0]], axis=0
-        )
         if folds == 1:  # the same detector, without the background: its distance to the nearest class
-            np.testing.assert_allclose(plain.score(new), np.sqrt(nearest_plain), rtol=1e-4)
+            nearest = np.min([squared(z - m, plain.precision[0]) for m in plain.class_means[0]], axis=0)
+            np.testing.assert_allclose(plain.score(new), np.sqrt(nearest), rtol=1e-4)
         Calibration(1.0, scope).save(tmp_path)
         loaded = Calibration.load(tmp_path).out_of_scope
         assert loaded.relative
